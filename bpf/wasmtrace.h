@@ -1,0 +1,136 @@
+/* Types shared by the kernel walker (wasmtrace.c) and the Go loader.
+ *
+ * bpf2go generates the Go mirrors of these structs (loader/wasmtrace_x86_bpfel.go);
+ * loader/layout_test.go checks that the Go code agrees with them. Change them
+ * here only.
+ */
+#ifndef WASMTRACE_H
+#define WASMTRACE_H
+
+#include <linux/types.h>
+
+/* Deepest stack one sample carries: 100-deep recursion plus nesting. */
+#define WT_MAX_FRAMES 256
+/* Most nested host->Wasm activations one sample carries. */
+#define WT_MAX_ACTIVATIONS 32
+/* Compiled-code ranges (one per module's .text) known for one process. */
+#define WT_MAX_RANGES 128
+/* CallThreadState records followed per sample (other stores' included). */
+#define WT_MAX_CTS 64
+
+/* Where the sampled thread was. */
+enum wt_where {
+	WT_WHERE_NO_WASM = 0, /* no Wasm activation of the sampled store on the stack */
+	WT_WHERE_WASM = 1,    /* the sampled PC is in compiled Wasm code */
+	WT_WHERE_HOST = 2,    /* host code, called (directly or not) from Wasm */
+};
+
+/* Why a walk ended. WT_STOP_OK is the only complete walk; every other code
+ * names the check that failed, and the sample keeps the frames walked
+ * before it. The Go walker returns the same codes (walker.Stop). */
+enum wt_stop {
+	WT_STOP_OK = 0,
+	WT_STOP_READ = 1,          /* user memory could not be read */
+	WT_STOP_FP_ALIGN = 2,      /* a frame pointer is misaligned */
+	WT_STOP_FP_ORDER = 3,      /* the older FP is not above the current one */
+	WT_STOP_FP_BOUND = 4,      /* FP is not below the region's entry bound */
+	WT_STOP_PC_ZERO = 5,       /* a region starts with PC 0 but non-zero FP */
+	WT_STOP_ACT_ORDER = 6,     /* an older activation is not above the newer one */
+	WT_STOP_TRANSITION = 7,    /* sampled while entering Wasm: the bound is not set yet */
+	WT_STOP_TOO_DEEP = 8,      /* WT_MAX_FRAMES / WT_MAX_ACTIVATIONS reached */
+	WT_STOP_ENTRY_ALIGN = 9,   /* the seed's entry SP alignment check failed */
+	WT_STOP_NO_FSBASE = 10,    /* thread pointer unknown */
+	WT_STOP_CHAIN_LONG = 11,   /* more than WT_MAX_CTS CallThreadStates */
+	WT_STOP__COUNT = 12,
+};
+
+/* How a layout bounds a region of contiguous Wasm frames. */
+enum wt_bound_kind {
+	/* Newer Wasmtime: the entry trampoline records its own FP; the region
+	 * ends, before that frame, when fp == entry_fp. */
+	WT_BOUND_ENTRY_FP = 1,
+	/* Seed generation: the entry trampoline records the SP it calls Wasm
+	 * with; the region ends at fp == entry_sp - seed_gap (the trampoline's
+	 * own frame, which Wasmtime drops at symbolization and so do we). */
+	WT_BOUND_ENTRY_SP = 2,
+};
+
+/* Where one build of Wasmtime keeps a thread's Wasm bookkeeping. Offsets are
+ * byte offsets; all come from layout/ (discovered in the binary, then
+ * verified). "CTS" is CallThreadState, "store" is VMStoreContext (named
+ * VMRuntimeLimits in the seed). */
+struct wt_layout {
+	__u32 bound_kind;        /* enum wt_bound_kind */
+	__u32 exit_fp_indirect;  /* 1: the exit field is the exit trampoline's FP; the
+	                            last Wasm FP is the word it points to */
+	__s64 tls_offset;        /* slot address = thread pointer + tls_offset */
+	__u64 tls_mask;          /* applied to the slot's word (tag bit 0 in newer builds) */
+
+	__u32 cts_store;         /* CTS -> *store of this activation */
+	__u32 cts_prev;          /* CTS -> *CTS of the enclosing call, or 0 */
+	__u32 cts_old_indirect;  /* 1: saved values are behind the pointer at cts_old
+	                            (EntryStoreContext); 0: saved values are inline in CTS */
+	__u32 cts_old;           /* offset of that pointer (if indirect) */
+
+	__u32 old_exit_pc;       /* saved exit PC, relative to the saved-values base */
+	__u32 old_exit_fp;       /* saved exit FP (or exit trampoline FP) */
+	__u32 old_entry;         /* saved entry FP (or entry SP) */
+	__u32 store_exit_pc;     /* store -> last Wasm exit PC */
+	__u32 store_exit_fp;     /* store -> last Wasm exit FP (or exit trampoline FP) */
+	__u32 store_entry;       /* store -> last Wasm entry FP (or entry SP) */
+
+	/* Architecture constants (from arch/). */
+	__u32 ra_offset;         /* return address, relative to FP */
+	__u32 fp_offset;         /* caller's FP, relative to FP */
+	__u64 fp_align;          /* frame pointers are multiples of this */
+	__u64 seed_gap;          /* WT_BOUND_ENTRY_SP: stop at entry_sp - seed_gap */
+	__u64 seed_sp_align;     /* WT_BOUND_ENTRY_SP: entry_sp % align == rem */
+	__u64 seed_sp_rem;
+};
+
+struct wt_range {
+	__u64 start, end; /* [start, end) */
+};
+
+/* Per-process configuration, keyed by tgid. Written by the loader when it
+ * attaches to a process and whenever the set of compiled modules changes;
+ * read by the perf-event program on every sample of that process. */
+struct wt_process {
+	struct wt_layout layout;
+	__u32 nranges;
+	__u32 _pad;
+	struct wt_range ranges[WT_MAX_RANGES];
+};
+
+/* One sample, sent through the ring buffer. Only the first nframes PCs are
+ * sent. act_start[i] is the index in pcs of the first (innermost) frame of
+ * activation i; activation 0 is the innermost. */
+struct wt_sample {
+	__u64 time_ns;    /* bpf_ktime_get_ns */
+	__u32 pid;
+	__u32 tid;
+	__u32 cpu;
+	__u8 where;       /* enum wt_where */
+	__u8 stop;        /* enum wt_stop */
+	__u8 nact;
+	__u8 _pad0;
+	__u16 nframes;
+	__u16 _pad1;
+	__u32 _pad2;
+	__u64 user_pc;    /* the thread's user registers when sampled */
+	__u64 user_fp;
+	__u64 user_sp;
+	char comm[16];
+	__u16 act_start[WT_MAX_ACTIVATIONS];
+	__u64 pcs[WT_MAX_FRAMES]; /* innermost first; pcs[0] is exact when where == WT_WHERE_WASM,
+	                             every other entry is a return address */
+};
+
+/* Kernel-side counters, an array indexed by these. */
+enum wt_counter {
+	WT_COUNTER_SAMPLES = 0,    /* perf events of target processes */
+	WT_COUNTER_LOST = 1,       /* ring buffer full: sample dropped */
+	WT_COUNTER__COUNT = 2,
+};
+
+#endif

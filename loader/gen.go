@@ -1,0 +1,7 @@
+package loader
+
+// The kernel walker is compiled by bpf2go into wasmtrace_x86_bpfel.{go,o},
+// which are committed so that building wasmtrace needs no clang. `make
+// generate` reruns this with the pinned compiler; CI checks the result is
+// identical to what is committed.
+//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -cflags "-O2 -g -Wall -Werror" -target amd64 -type wt_sample -type wt_process -type wt_layout -type wt_range -type wt_stop -type wt_where -type wt_bound_kind -type wt_counter wasmtrace ../bpf/wasmtrace.c -- -I../bpf -I/usr/include/x86_64-linux-gnu

@@ -1,0 +1,203 @@
+// Package loader loads wasmtrace's kernel walker, attaches it to per-CPU
+// sampling events, tells it which processes to walk and how, and reads the
+// samples it sends back.
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Limits of one sample, from bpf/wasmtrace.h.
+const (
+	MaxFrames      = len(wasmtraceWtSample{}.Pcs)
+	MaxActivations = len(wasmtraceWtSample{}.ActStart)
+	MaxRanges      = len(wasmtraceWtProcess{}.Ranges)
+)
+
+// ErrPermission means the kernel refused to load or attach BPF: wasmtrace
+// needs root, or CAP_BPF and CAP_PERFMON.
+var ErrPermission = errors.New("permission denied: run as root, or grant CAP_BPF and CAP_PERFMON")
+
+// Tracer is the loaded kernel walker and its sampling events.
+type Tracer struct {
+	objs   wasmtraceObjects
+	links  []link.Link
+	events []int
+	rd     *ringbuf.Reader
+}
+
+// Open loads the kernel walker and starts sampling every CPU at hz samples
+// per second. Only processes added with SetProcess are walked.
+func Open(hz int) (*Tracer, error) {
+	if hz <= 0 || hz > 10000 {
+		return nil, fmt.Errorf("sampling frequency %d Hz is out of range 1..10000", hz)
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil && !errors.Is(err, unix.EPERM) {
+		return nil, fmt.Errorf("raise memlock limit: %w", err)
+	}
+	t := &Tracer{}
+	if err := loadWasmtraceObjects(&t.objs, nil); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("load BPF program: %w", err)
+		}
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			return nil, fmt.Errorf("load BPF program: %w", ErrPermission)
+		}
+		return nil, fmt.Errorf("load BPF program: %w", err)
+	}
+	if err := t.attach(hz); err != nil {
+		t.Close()
+		return nil, err
+	}
+	rd, err := ringbuf.NewReader(t.objs.Samples)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("open sample ring buffer: %w", err)
+	}
+	t.rd = rd
+	return t, nil
+}
+
+// attach opens a cpu-clock sampling event on each online CPU, counting all
+// tasks; the program itself filters to the traced processes, which is how
+// threads that start later are covered without per-thread events.
+func (t *Tracer) attach(hz int) error {
+	cpus, err := onlineCPUs()
+	if err != nil {
+		return err
+	}
+	for _, cpu := range cpus {
+		attr := unix.PerfEventAttr{
+			Type:   unix.PERF_TYPE_SOFTWARE,
+			Config: unix.PERF_COUNT_SW_CPU_CLOCK,
+			Size:   uint32(unsafeSizeofPerfAttr),
+			Sample: uint64(hz),
+			Bits:   unix.PerfBitFreq,
+		}
+		fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+		if err != nil {
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("open cpu-clock event on cpu %d: %w", cpu, ErrPermission)
+			}
+			return fmt.Errorf("open cpu-clock event on cpu %d: %w", cpu, err)
+		}
+		t.events = append(t.events, fd)
+		l, err := link.AttachRawLink(link.RawLinkOptions{
+			Target:  fd,
+			Program: t.objs.WasmtraceSample,
+			Attach:  ebpf.AttachPerfEvent,
+		})
+		if err != nil {
+			return fmt.Errorf("attach BPF program to cpu-clock event on cpu %d: %w", cpu, err)
+		}
+		t.links = append(t.links, l)
+	}
+	return nil
+}
+
+// SetProcess starts (or updates) walking the process pid with the given
+// layout and compiled-code ranges.
+func (t *Tracer) SetProcess(pid int, cfg ProcessConfig) error {
+	v, err := cfg.encode()
+	if err != nil {
+		return fmt.Errorf("configure pid %d: %w", pid, err)
+	}
+	if err := t.objs.Processes.Put(uint32(pid), v); err != nil {
+		return fmt.Errorf("configure pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// RemoveProcess stops walking pid.
+func (t *Tracer) RemoveProcess(pid int) error {
+	if err := t.objs.Processes.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("forget pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// ErrClosed is returned by Read once Close was called.
+var ErrClosed = errors.New("tracer closed")
+
+// Read blocks until the next sample arrives, the deadline passes
+// (os.ErrDeadlineExceeded) or the tracer is closed (ErrClosed).
+func (t *Tracer) Read(deadline time.Time) (Sample, error) {
+	t.rd.SetDeadline(deadline)
+	rec, err := t.rd.Read()
+	if err != nil {
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return Sample{}, ErrClosed
+		}
+		return Sample{}, err
+	}
+	return decodeSample(rec.RawSample)
+}
+
+// Counters are the kernel side's totals since Open.
+type Counters struct {
+	Samples uint64 // perf events that hit a traced process
+	Lost    uint64 // samples dropped because the ring buffer was full
+}
+
+// Counters sums the per-CPU counters.
+func (t *Tracer) Counters() (Counters, error) {
+	var c Counters
+	for idx, dst := range map[uint32]*uint64{
+		uint32(wasmtraceWtCounterWT_COUNTER_SAMPLES): &c.Samples,
+		uint32(wasmtraceWtCounterWT_COUNTER_LOST):    &c.Lost,
+	} {
+		var per []uint64
+		if err := t.objs.Counters.Lookup(idx, &per); err != nil {
+			return c, fmt.Errorf("read counter %d: %w", idx, err)
+		}
+		for _, v := range per {
+			*dst += v
+		}
+	}
+	return c, nil
+}
+
+// Close detaches and unloads everything. Samples still in the ring buffer
+// are discarded; call Read until it times out first to drain them.
+func (t *Tracer) Close() error {
+	var errs []error
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	for _, fd := range t.events {
+		errs = append(errs, unix.Close(fd))
+	}
+	t.events = nil
+	if t.rd != nil {
+		errs = append(errs, t.rd.Close())
+		t.rd = nil
+	}
+	errs = append(errs, t.objs.Close())
+	return errors.Join(errs...)
+}
+
+func onlineCPUs() ([]int, error) {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		// Fall back on what the Go runtime sees.
+		cpus := make([]int, runtime.NumCPU())
+		for i := range cpus {
+			cpus[i] = i
+		}
+		return cpus, nil
+	}
+	return parseCPUList(string(b))
+}
