@@ -1,0 +1,409 @@
+package symbolize
+
+import (
+	"encoding/binary"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// symbolInfo is what a symbol name says about the code it names.
+type symbolInfo struct {
+	kind   Kind
+	module int    // wasm[M], 0 for Wasmtime 3 names
+	index  int    // Wasm function index, -1 when not a function
+	name   string // name part of wasm[M]::function[I]::NAME ("" if none)
+}
+
+// classify parses the symbol names Wasmtime gives JIT code.
+func classify(sym string) symbolInfo {
+	if m, rest, ok := cutIndex(sym, "wasm["); ok {
+		if i, rest, ok := cutIndex(rest, "::function["); ok {
+			switch {
+			case rest == "":
+				return symbolInfo{kind: WasmFunction, module: m, index: i}
+			case strings.HasPrefix(rest, "::"):
+				return symbolInfo{kind: WasmFunction, module: m, index: i, name: rest[2:]}
+			}
+		}
+	}
+	if n, ok := strings.CutPrefix(sym, "_wasm_function_"); ok {
+		if i, err := strconv.ParseUint(n, 10, 31); err == nil {
+			return symbolInfo{kind: WasmFunction, index: int(i)}
+		}
+	}
+	if sym == "host_to_wasm" || sym == "wasm_to_host" ||
+		strings.Contains(sym, "trampoline") || strings.HasPrefix(sym, "wasmtime_builtin_") {
+		return symbolInfo{kind: Trampoline, index: -1}
+	}
+	return symbolInfo{kind: Other, index: -1}
+}
+
+// cutIndex parses prefix, a decimal number and "]" at the start of s.
+func cutIndex(s, prefix string) (n int, rest string, ok bool) {
+	s, ok = strings.CutPrefix(s, prefix)
+	if !ok {
+		return 0, "", false
+	}
+	end := strings.IndexByte(s, ']')
+	if end <= 0 {
+		return 0, "", false
+	}
+	v, err := strconv.ParseUint(s[:end], 10, 31)
+	if err != nil {
+		return 0, "", false
+	}
+	return int(v), s[end+1:], true
+}
+
+// unnamedFunction is the display name of a Wasm function without a name.
+func unnamedFunction(module, index int) string {
+	return "wasm[" + strconv.Itoa(module) + "]::function[" + strconv.Itoa(index) + "]"
+}
+
+// cleanSymbolName is what Wasmtime 37 and 39 put into a symbol for a
+// function name (Compiler::clean_symbol in crates/wasmtime/src/compile.rs):
+// characters that are not graphic ASCII become '?', runs of '?' collapse
+// to one, and the result is cut at 96 characters. It is used only to check
+// that a name found in .wasmtime.info belongs to a symbol.
+func cleanSymbolName(name string) string {
+	const maxSymbolLen = 96
+	graphic := func(r rune) bool { return r > ' ' && r < 0x7f }
+	clean := true
+	for _, r := range name {
+		if !graphic(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		if len(name) > maxSymbolLen {
+			return name[:maxSymbolLen]
+		}
+		return name
+	}
+	var b strings.Builder
+	n := 0
+	last := rune(0)
+	for _, r := range name {
+		if n == maxSymbolLen {
+			break
+		}
+		if !graphic(r) {
+			r = '?'
+		}
+		if last == '?' && r == '?' {
+			continue
+		}
+		last = r
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+// engineVersion reads the version string at the start of .wasmtime.engine:
+// a format byte 0, a length byte, then the version ("3.0.0" up to Wasmtime
+// 37, only the major "39" since 38).
+func engineVersion(sec []byte) string {
+	if len(sec) < 2 || sec[0] != 0 {
+		return ""
+	}
+	n := int(sec[1])
+	if n == 0 || len(sec) < 2+n || !utf8.Valid(sec[2:2+n]) {
+		return ""
+	}
+	return string(sec[2 : 2+n])
+}
+
+// majorVersion is the leading number of a version string, or -1.
+func majorVersion(v string) int {
+	end := 0
+	for end < len(v) && end < 6 && v[end] >= '0' && v[end] <= '9' {
+		end++
+	}
+	if end == 0 || (end < len(v) && v[end] != '.') {
+		return -1
+	}
+	n, _ := strconv.Atoi(v[:end])
+	return n
+}
+
+// infoEncoding is how .wasmtime.info was serialised.
+type infoEncoding int
+
+const (
+	// bincode (Wasmtime up to 20): fixed-width little-endian integers,
+	// u64 lengths.
+	bincode infoEncoding = iota
+	// postcard (Wasmtime 21 and later): LEB128 varints.
+	postcard
+)
+
+// infoEncodings returns the encodings to try for a Wasmtime major version.
+// The switch happened in Wasmtime 21 (source: serialize_info).
+func infoEncodings(major int) []infoEncoding {
+	switch {
+	case major < 0:
+		return []infoEncoding{postcard, bincode}
+	case major <= 20:
+		return []infoEncoding{bincode}
+	default:
+		return []infoEncoding{postcard}
+	}
+}
+
+// infoReader decodes the two encodings. Every read checks bounds; errors
+// are sticky.
+type infoReader struct {
+	b   []byte
+	p   int
+	enc infoEncoding
+	bad bool
+}
+
+func (r *infoReader) u32() uint32 {
+	if r.enc == bincode {
+		if r.bad || len(r.b)-r.p < 4 {
+			r.bad = true
+			return 0
+		}
+		v := binary.LittleEndian.Uint32(r.b[r.p:])
+		r.p += 4
+		return v
+	}
+	v := r.varint(5)
+	if v > 1<<32-1 {
+		r.bad = true
+	}
+	return uint32(v)
+}
+
+// length reads a sequence length (u64 in bincode, varint usize in postcard).
+func (r *infoReader) length() uint64 {
+	if r.enc == bincode {
+		if r.bad || len(r.b)-r.p < 8 {
+			r.bad = true
+			return 0
+		}
+		v := binary.LittleEndian.Uint64(r.b[r.p:])
+		r.p += 8
+		return v
+	}
+	return r.varint(10)
+}
+
+func (r *infoReader) varint(maxBytes int) uint64 {
+	var v uint64
+	for i := 0; i < maxBytes; i++ {
+		if r.bad || r.p >= len(r.b) {
+			r.bad = true
+			return 0
+		}
+		c := r.b[r.p]
+		r.p++
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			return v
+		}
+	}
+	r.bad = true
+	return 0
+}
+
+// maxModuleNameLen bounds the module name read from .wasmtime.info.
+const maxModuleNameLen = 1024
+
+// moduleName reads Module::name, an Option<String>, from the start of the
+// .wasmtime.info of a core module. The field is first in Module; since
+// Wasmtime 38 it follows a module_index varint.
+func moduleName(info []byte, major int) string {
+	if major < 0 {
+		return ""
+	}
+	enc := infoEncodings(major)[0]
+	r := &infoReader{b: info, enc: enc}
+	if major >= 38 {
+		r.varint(5)
+	}
+	if r.bad || r.p >= len(info) || info[r.p] != 1 {
+		return ""
+	}
+	r.p++
+	n := r.length()
+	if r.bad || n == 0 || n > maxModuleNameLen || n > uint64(len(info)-r.p) {
+		return ""
+	}
+	s := info[r.p : r.p+int(n)]
+	if !utf8.Valid(s) {
+		return ""
+	}
+	return string(s)
+}
+
+// nameEntry is one FunctionName of .wasmtime.info: the name of function
+// idx is pool[off:off+len] of .name.wasm.
+type nameEntry struct {
+	idx, off, len uint32
+}
+
+// nameTable is one decoded func_names vector.
+type nameTable struct {
+	at         int // position in .wasmtime.info
+	entries    []nameEntry
+	start, end uint32 // range of the pool it covers
+}
+
+// Bounds of the search for func_names tables.
+const (
+	maxNames          = 1 << 20
+	maxNameTables     = 256
+	nameSearchBudget  = 1 << 24 // integers decoded in total
+	maxInfoScanLength = 64 << 20
+)
+
+// findNameTables searches .wasmtime.info for func_names vectors.
+//
+// Decoding the whole structure would mean mirroring Wasmtime's Module type
+// for every version, so the vector is found by its shape instead: a count,
+// then (idx, offset, len) triples with strictly increasing idx whose names
+// lie back to back inside the pool and are valid UTF-8 (Wasmtime appends
+// the names of one module to .name.wasm in index order). Callers confirm a
+// table before trusting it: against the symbols' own (cleaned) names, or
+// by requiring that it covers the whole pool.
+func findNameTables(info, pool []byte, enc infoEncoding) []nameTable {
+	if len(pool) == 0 || len(info) == 0 || len(info) > maxInfoScanLength {
+		return nil
+	}
+	budget := nameSearchBudget
+	var out []nameTable
+	for at := 0; at < len(info) && budget > 0 && len(out) < maxNameTables; at++ {
+		if t, ok := parseNameTable(info, at, pool, enc, &budget); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func parseNameTable(info []byte, at int, pool []byte, enc infoEncoding, budget *int) (nameTable, bool) {
+	r := &infoReader{b: info, p: at, enc: enc}
+	n := r.length()
+	minEntry := uint64(3)
+	if enc == bincode {
+		minEntry = 12
+	}
+	if r.bad || n == 0 || n > maxNames || n > uint64(len(info)-r.p)/minEntry {
+		return nameTable{}, false
+	}
+	var entries []nameEntry
+	var next uint64
+	for i := uint64(0); i < n; i++ {
+		*budget -= 3
+		if *budget < 0 {
+			return nameTable{}, false
+		}
+		e := nameEntry{idx: r.u32(), off: r.u32(), len: r.u32()}
+		if r.bad {
+			return nameTable{}, false
+		}
+		end := uint64(e.off) + uint64(e.len)
+		if end > uint64(len(pool)) || (i > 0 && (e.idx <= entries[i-1].idx || uint64(e.off) != next)) {
+			return nameTable{}, false
+		}
+		if !utf8.Valid(pool[e.off:end]) {
+			return nameTable{}, false
+		}
+		next = end
+		entries = append(entries, e)
+	}
+	return nameTable{at: at, entries: entries, start: entries[0].off, end: uint32(next)}, true
+}
+
+func (t nameTable) lookup(idx uint32, pool []byte) (string, bool) {
+	lo, hi := 0, len(t.entries)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if t.entries[mid].idx < idx {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo < len(t.entries) && t.entries[lo].idx == idx {
+		e := t.entries[lo]
+		return string(pool[e.off : e.off+e.len]), true
+	}
+	return "", false
+}
+
+// names resolves Wasm function names for one image.
+type names struct {
+	pool   []byte
+	tables []nameTable
+	// whole is the table used for images whose symbols carry no names
+	// (Wasmtime 3): the one table covering the entire pool.
+	whole *nameTable
+}
+
+// newNames finds the func_names tables of an image. defined holds the
+// indices of the Wasm functions the image's symbols name.
+func newNames(info, pool []byte, major int, defined map[int]bool) *names {
+	n := &names{pool: pool}
+	for _, enc := range infoEncodings(major) {
+		n.tables = findNameTables(info, pool, enc)
+		if len(n.tables) > 0 {
+			break
+		}
+	}
+	maxIdx := -1
+	for i := range defined {
+		maxIdx = max(maxIdx, i)
+	}
+	// For symbols without names, trust only a table that covers the whole
+	// pool, names no function beyond the last defined one (imports come
+	// first) and names at least one defined function. Prefer the one with
+	// the most entries, then the last: the func_names vector comes after
+	// the bulk of Module's data, where look-alikes would be.
+	for i := range n.tables {
+		t := &n.tables[i]
+		if t.start != 0 || int(t.end) != len(pool) || int64(t.entries[len(t.entries)-1].idx) > int64(maxIdx) {
+			continue
+		}
+		namesDefined := false
+		for _, e := range t.entries {
+			namesDefined = namesDefined || defined[int(e.idx)]
+		}
+		if namesDefined && (n.whole == nil || len(t.entries) >= len(n.whole.entries)) {
+			n.whole = t
+		}
+	}
+	return n
+}
+
+// forSymbol returns the exact name of function idx whose symbol carries
+// the cleaned name symName (Wasmtime 37+). It answers only when the
+// tables agree on one name that cleans to symName.
+func (n *names) forSymbol(idx int, symName string) (string, bool) {
+	found := ""
+	ok := false
+	for _, t := range n.tables {
+		name, hit := t.lookup(uint32(idx), n.pool)
+		if !hit || cleanSymbolName(name) != symName {
+			continue
+		}
+		if ok && name != found {
+			return "", false
+		}
+		found, ok = name, true
+	}
+	return found, ok
+}
+
+// forIndex returns the name of function idx for images whose symbols
+// carry no names (Wasmtime 3).
+func (n *names) forIndex(idx int) (string, bool) {
+	if n.whole == nil {
+		return "", false
+	}
+	return n.whole.lookup(uint32(idx), n.pool)
+}

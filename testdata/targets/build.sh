@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Build a Wasmtime embedder test target.
+#
+#   build.sh VERSION [OUTDIR] [stripped]
+#
+# VERSION is one of the module directories next to this script (v39, v37, v3).
+# Writes OUTDIR/target-VERSION (default OUTDIR: testdata/targets/bin), with
+# symbols. With the third argument "stripped", additionally writes
+# OUTDIR/target-VERSION-stripped built with -ldflags="-s -w" (no .symtab),
+# for refusal tests. Works from any cwd; quiet on success; re-running is
+# cheap (Go's build cache) and only replaces outputs whose bytes changed.
+set -euo pipefail
+
+usage() {
+	echo "usage: $0 VERSION [OUTDIR] [stripped]" >&2
+	exit 2
+}
+
+[ $# -ge 1 ] && [ $# -le 3 ] || usage
+version=$1
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+outdir=${2:-$here/bin}
+stripped=${3:-}
+case "$stripped" in "" | stripped) ;; *) usage ;; esac
+
+src=$here/$version
+if [ -z "$version" ] || [ ! -f "$src/go.mod" ] || [ ! -f "$src/main.go" ]; then
+	echo "build.sh: no such target version: $version" >&2
+	exit 2
+fi
+
+mkdir -p "$outdir"
+outdir=$(cd "$outdir" && pwd)
+
+export CGO_ENABLED=1
+
+# build OUT [go build flags...]: build to a temp file, then replace OUT only if
+# the content changed (keeps the mtime stable for idempotent re-runs).
+build() {
+	local out=$1
+	shift
+	local tmp
+	tmp=$(mktemp "$out.tmp.XXXXXX")
+	if ! (cd "$src" && go build -trimpath "$@" -o "$tmp" .); then
+		rm -f "$tmp"
+		return 1
+	fi
+	if [ -f "$out" ] && cmp -s "$tmp" "$out"; then
+		rm -f "$tmp"
+	else
+		chmod 0755 "$tmp"
+		mv -f "$tmp" "$out"
+	fi
+}
+
+build "$outdir/target-$version"
+if [ "$stripped" = stripped ]; then
+	build "$outdir/target-$version-stripped" -ldflags="-s -w"
+fi

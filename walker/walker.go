@@ -1,0 +1,364 @@
+// Package walker is the userspace reference implementation of wasmtrace's
+// stack walk: the same algorithm as the kernel walker in bpf/wasmtrace.c,
+// step for step, over any Memory (a live process or a snapshot). It is used
+// to cross-check what the kernel sends, and to take stacks from userspace.
+//
+// The stack of a thread that entered Wasm twice (host -> Wasm -> host -> Wasm):
+//
+//	     higher addresses (older)
+//	| host frames (main, ...)        |
+//	| entry trampoline frame         | <- bound of activation 1 (entry FP,
+//	|--------------------------------|    or entry SP - gap in the seed)
+//	| Wasm frames of activation 1    |
+//	| exit trampoline frame          | <- saved exit (trampoline) FP, exit PC
+//	| host frames (a host function)  |
+//	| entry trampoline frame         | <- bound of activation 0
+//	|--------------------------------|
+//	| Wasm frames of activation 0    | <- sampled PC/FP if in Wasm, else
+//	| exit trampoline frame          |    the store's exit FP/PC
+//	| host frames                    | <- sampled PC if in host code
+//	     lower addresses (newer), stack grows down
+//
+// The algorithm (numbered as in the C):
+//  1. Find the thread's innermost CallThreadState (CTS) through the
+//     thread-local slot at thread pointer + TLSOffset. None: no Wasm.
+//  2. Read its store's current exit PC/FP and entry bound. If they still
+//     equal what this CTS saved on entry, its trampoline has not run yet (or
+//     has been undone): the CTS contributes no region.
+//  3. First region: if the sampled PC is in compiled Wasm code, start from
+//     the sampled registers (fixing up the first frame in a prologue or at a
+//     ret), bounded by the store's entry bound; otherwise start from the
+//     store's exit PC/FP.
+//  4. Walk a region: while fp != bound, check fp < bound, fp aligned and
+//     pc != 0; emit pc; pc = [fp+ra], fp' = [fp]; check fp' > fp.
+//  5. Next region: follow CTS.prev, skipping other stores' CTSs; each one's
+//     saved values are the exit PC/FP and bound of the next older
+//     activation. Exit PC 0 ends the stack. Each older bound lies above the
+//     newer one.
+package walker
+
+import (
+	"github.com/wasmtrace/wasmtrace/arch"
+	"github.com/wasmtrace/wasmtrace/layout"
+	"github.com/wasmtrace/wasmtrace/proc"
+)
+
+// Limits, equal to the kernel walker's (bpf/wasmtrace.h); a test checks.
+const (
+	MaxFrames      = 256
+	MaxActivations = 32
+	MaxCTS         = 64
+)
+
+// Where a thread was when its stack was taken.
+type Where uint8
+
+const (
+	NoWasm Where = 0 // no Wasm activation of the sampled store on the stack
+	InWasm Where = 1 // the PC is in compiled Wasm code
+	InHost Where = 2 // host code called from Wasm
+)
+
+// Stop says why a walk ended; StopOK is the only complete walk. The values
+// are those of enum wt_stop in bpf/wasmtrace.h.
+type Stop uint8
+
+const (
+	StopOK         Stop = 0
+	StopRead       Stop = 1
+	StopFPAlign    Stop = 2
+	StopFPOrder    Stop = 3
+	StopFPBound    Stop = 4
+	StopPCZero     Stop = 5
+	StopActOrder   Stop = 6
+	StopTransition Stop = 7
+	StopTooDeep    Stop = 8
+	StopEntryAlign Stop = 9
+	StopNoFSBase   Stop = 10
+	StopChainLong  Stop = 11
+	stopCount           = 12
+)
+
+var stopNames = [stopCount]string{
+	"ok", "unreadable memory", "misaligned frame pointer", "frame pointer not increasing",
+	"frame pointer beyond the entry bound", "zero return address", "activations out of order",
+	"sampled while entering or leaving Wasm", "stack deeper than the walker's limit",
+	"misaligned entry stack pointer", "thread pointer unknown", "too many nested calls",
+}
+
+func (s Stop) String() string {
+	if int(s) < len(stopNames) {
+		return stopNames[s]
+	}
+	return "unknown stop reason"
+}
+
+// Error makes a failed Stop usable as an error.
+func (s Stop) Error() string { return "stack walk stopped: " + s.String() }
+
+// Thread is the state a walk starts from.
+type Thread struct {
+	PC, FP, SP    uint64 // user registers
+	ThreadPointer uint64 // fs_base on x86-64
+}
+
+// Result is one walk.
+type Result struct {
+	Where Where
+	Stop  Stop
+	// PCs are the Wasm frames, innermost first; PCs[0] is the sampled PC
+	// when Where is InWasm, every other one a return address.
+	PCs []uint64
+	// ActStart[i] is the index in PCs of activation i's innermost frame.
+	ActStart []int
+}
+
+type walk struct {
+	mem   proc.Memory
+	l     *layout.Layout
+	a     arch.Arch
+	res   *Result
+	pc    uint64
+	fp    uint64
+	bound uint64
+	// prevBound is the newer activation's bound (0 before the first).
+	prevBound uint64
+	cts       uint64
+	store     uint64
+	inRegion  bool
+	ncts      int
+	stop      Stop
+	done      bool
+}
+
+// Walk takes the Wasm stack of one thread. inWasm says whether a PC is in
+// compiled Wasm code. It never panics and reads a bounded amount of memory,
+// whatever mem holds.
+func Walk(mem proc.Memory, l *layout.Layout, a arch.Arch, t Thread, inWasm func(pc uint64) bool) Result {
+	res := Result{}
+	w := &walk{mem: mem, l: l, a: a, res: &res}
+
+	// Step 1: the innermost CallThreadState.
+	if t.ThreadPointer == 0 {
+		res.Stop = StopNoFSBase
+		return res
+	}
+	isWasm := inWasm(t.PC)
+	slot, ok := w.word(uint64(int64(t.ThreadPointer) + l.TLSOffset))
+	if !ok {
+		res.Stop = StopRead
+		return res
+	}
+	cts := slot & l.TLSMask
+	if cts == 0 {
+		if isWasm {
+			res.Where, res.Stop = InWasm, StopTransition
+		}
+		return res
+	}
+
+	// Step 2: the store's current values, and what this CTS saved.
+	store, ok1 := w.word(cts + uint64(l.CTSStore))
+	curPC, ok2 := w.word(store + uint64(l.StoreExitPC))
+	curFP, ok3 := w.word(store + uint64(l.StoreExitFP))
+	curEntry, ok4 := w.word(store + uint64(l.StoreEntry))
+	base, ok5 := w.savedBase(cts)
+	oldEntry, ok6 := w.word(base + uint64(l.SavedEntry))
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+		res.Stop = StopRead
+		return res
+	}
+	w.store, w.cts = store, cts
+	entered := curEntry != oldEntry
+
+	// Step 3: the first region.
+	if isWasm {
+		res.Where = InWasm
+		if !entered {
+			res.Stop = StopTransition
+			return res
+		}
+		caller := w.callerPCOutsideFrame(t.PC, t.SP)
+		start := t.PC
+		if caller != 0 {
+			start = caller
+		}
+		if !w.startRegion(start, t.FP, curEntry) && caller != 0 {
+			res.PCs = append(res.PCs, t.PC)
+		}
+	} else {
+		res.Where = InHost
+		if entered && curPC != 0 {
+			fp, ok := w.exitFP(curFP)
+			if !ok {
+				res.Stop = StopRead
+				return res
+			}
+			w.startRegion(curPC, fp, curEntry)
+		}
+	}
+
+	// Steps 4 and 5, bounded like the kernel's loop.
+	for i := 0; i < MaxFrames+MaxCTS+MaxActivations && !w.done; i++ {
+		w.step()
+	}
+	res.Stop = StopTooDeep
+	if w.done {
+		res.Stop = w.stop
+	}
+	if res.Where == InHost && len(res.PCs) == 0 && res.Stop == StopOK {
+		res.Where = NoWasm
+	}
+	return res
+}
+
+func (w *walk) word(addr uint64) (uint64, bool) {
+	v, err := proc.Word(w.mem, addr)
+	return v, err == nil
+}
+
+// finish ends the walk; it returns true, like the C's "stop the loop".
+func (w *walk) finish(s Stop) bool {
+	w.stop, w.done = s, true
+	return true
+}
+
+// exitFP is the last Wasm FP of an activation from its saved exit FP field.
+func (w *walk) exitFP(field uint64) (uint64, bool) {
+	if w.l.ExitFPIndirect() && field != 0 {
+		return w.word(field)
+	}
+	return field, true
+}
+
+func (w *walk) savedBase(cts uint64) (uint64, bool) {
+	if !w.l.SavedIndirect() {
+		return cts, true
+	}
+	return w.word(cts + uint64(w.l.CTSOld))
+}
+
+// startRegion is steps 3 and 5's common end: begin a region at pc/fp with
+// the raw entry field. It returns true when the walk is over.
+func (w *walk) startRegion(pc, fp, entry uint64) bool {
+	if pc == 0 {
+		return w.finish(StopOK)
+	}
+	bound := entry
+	if w.l.Generation == layout.Seed {
+		if entry == ^uint64(0) {
+			w.inRegion = false // the seed's marker of an empty region
+			return false
+		}
+		if !w.a.SeedEntrySPAligned(entry) {
+			return w.finish(StopEntryAlign)
+		}
+		bound = entry - w.a.SeedEntrySPGap
+	}
+	if bound <= w.prevBound {
+		return w.finish(StopActOrder)
+	}
+	if len(w.res.ActStart) >= MaxActivations {
+		return w.finish(StopTooDeep)
+	}
+	w.res.ActStart = append(w.res.ActStart, len(w.res.PCs))
+	w.pc, w.fp, w.bound, w.prevBound, w.inRegion = pc, fp, bound, bound, true
+	return false
+}
+
+// nextRegion is step 5.
+func (w *walk) nextRegion() bool {
+	cts := w.cts
+	if cts == 0 {
+		return w.finish(StopOK)
+	}
+	if w.ncts++; w.ncts > MaxCTS {
+		return w.finish(StopChainLong)
+	}
+	store, ok1 := w.word(cts + uint64(w.l.CTSStore))
+	prev, ok2 := w.word(cts + uint64(w.l.CTSPrev))
+	if !(ok1 && ok2) {
+		return w.finish(StopRead)
+	}
+	w.cts = prev
+	if store != w.store {
+		return false // another store's activation: opaque host code to us
+	}
+	base, ok1 := w.savedBase(cts)
+	pc, ok2 := w.word(base + uint64(w.l.SavedExitPC))
+	fpField, ok3 := w.word(base + uint64(w.l.SavedExitFP))
+	entry, ok4 := w.word(base + uint64(w.l.SavedEntry))
+	if !(ok1 && ok2 && ok3 && ok4) {
+		return w.finish(StopRead)
+	}
+	fp := fpField
+	if pc != 0 {
+		var ok bool
+		if fp, ok = w.exitFP(fpField); !ok {
+			return w.finish(StopRead)
+		}
+	}
+	return w.startRegion(pc, fp, entry)
+}
+
+// step is step 4: one frame of the current region, or a move to the next.
+func (w *walk) step() bool {
+	if !w.inRegion {
+		return w.nextRegion()
+	}
+	fp := w.fp
+	if fp == w.bound {
+		w.inRegion = false // reached the entry trampoline
+		return false
+	}
+	if fp > w.bound {
+		return w.finish(StopFPBound)
+	}
+	if !w.a.FPAligned(fp) {
+		return w.finish(StopFPAlign)
+	}
+	if w.pc == 0 {
+		return w.finish(StopPCZero)
+	}
+	if len(w.res.PCs) >= MaxFrames {
+		return w.finish(StopTooDeep)
+	}
+	w.res.PCs = append(w.res.PCs, w.pc)
+	ra, ok1 := w.word(fp + w.a.ReturnAddrOffset)
+	older, ok2 := w.word(fp + w.a.NextOlderFPOffset)
+	if !(ok1 && ok2) {
+		return w.finish(StopRead)
+	}
+	if older <= fp {
+		return w.finish(StopFPOrder)
+	}
+	w.pc, w.fp = ra, older
+	return false
+}
+
+// callerPCOutsideFrame: on x86-64 a Cranelift function sets up its frame
+// with push %rbp (55); mov %rsp,%rbp (48 89 e5) and leaves it with pop
+// %rbp; ret (c3). Sampled on one of those instructions, rbp is still the
+// caller's frame and the caller's PC is on top of the stack ([sp] before
+// the push and at the ret, [sp+8] after the push). It returns that PC, or 0
+// when fp is the sampled function's own frame.
+func (w *walk) callerPCOutsideFrame(pc, sp uint64) uint64 {
+	if w.a.Name != arch.AMD64.Name {
+		return 0
+	}
+	var code [3]byte
+	if _, err := w.mem.ReadAt(code[:1], pc); err != nil {
+		return 0
+	}
+	switch {
+	case code[0] == 0x55 || code[0] == 0xc3:
+		ra, _ := w.word(sp)
+		return ra
+	case code[0] == 0x48:
+		if _, err := w.mem.ReadAt(code[:], pc); err == nil && code[1] == 0x89 && code[2] == 0xe5 {
+			ra, _ := w.word(sp + 8)
+			return ra
+		}
+	}
+	return 0
+}
