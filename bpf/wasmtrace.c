@@ -121,7 +121,6 @@ struct walk {
 	__u64 cts;            /* next CTS to consult for an older region */
 	__u64 store;          /* the sampled store: other stores' CTSs are skipped */
 	__u32 in_region;
-	__u32 ncts;
 	__u8 stop;
 	__u8 done;
 };
@@ -138,12 +137,23 @@ static __always_inline int read_word(__u64 *dst, __u64 addr)
 	return bpf_probe_read_user(dst, sizeof(*dst), (const void *)addr);
 }
 
+/* Binary search of the process's sorted compiled-code ranges. */
 static __always_inline int in_ranges(const struct wt_process *p, __u64 pc)
 {
-	for (int i = 0; i < WT_MAX_RANGES; i++) {
-		if (i >= p->nranges)
+	__u32 lo = 0, hi = p->nranges;
+
+	if (hi > WT_MAX_RANGES)
+		hi = WT_MAX_RANGES;
+	for (int i = 0; i < WT_RANGE_SEARCH_STEPS; i++) {
+		if (lo >= hi)
 			break;
-		if (pc >= p->ranges[i].start && pc < p->ranges[i].end)
+		__u32 mid = (lo + hi) / 2;
+		const struct wt_range *r = &p->ranges[mid & (WT_MAX_RANGES - 1)];
+		if (pc < r->start)
+			hi = mid;
+		else if (pc >= r->end)
+			lo = mid + 1;
+		else
 			return 1;
 	}
 	return 0;
@@ -217,8 +227,6 @@ static __always_inline long next_region(struct walk *w, struct wt_sample *s)
 
 	if (cts == 0)
 		return finish(w, WT_STOP_OK);
-	if (++w->ncts > WT_MAX_CTS)
-		return finish(w, WT_STOP_CHAIN_LONG);
 	if (read_word(&store, cts + w->l.cts_store) || read_word(&prev, cts + w->l.cts_prev))
 		return finish(w, WT_STOP_READ);
 	w->cts = prev;

@@ -15,6 +15,8 @@
 #define WT_MAX_ACTIVATIONS 32
 /* Compiled-code ranges (one per module's .text) known for one process. */
 #define WT_MAX_RANGES 128
+/* Binary-search steps that cover WT_MAX_RANGES: log2(128) + 1. */
+#define WT_RANGE_SEARCH_STEPS 8
 /* CallThreadState records followed per sample (other stores' included). */
 #define WT_MAX_CTS 64
 
@@ -37,11 +39,11 @@ enum wt_stop {
 	WT_STOP_PC_ZERO = 5,       /* a region starts with PC 0 but non-zero FP */
 	WT_STOP_ACT_ORDER = 6,     /* an older activation is not above the newer one */
 	WT_STOP_TRANSITION = 7,    /* sampled while entering Wasm: the bound is not set yet */
-	WT_STOP_TOO_DEEP = 8,      /* WT_MAX_FRAMES / WT_MAX_ACTIVATIONS reached */
+	WT_STOP_TOO_DEEP = 8,      /* more frames, activations or CallThreadStates than
+	                              the walker's limits (WT_MAX_*) */
 	WT_STOP_ENTRY_ALIGN = 9,   /* the seed's entry SP alignment check failed */
 	WT_STOP_NO_FSBASE = 10,    /* thread pointer unknown */
-	WT_STOP_CHAIN_LONG = 11,   /* more than WT_MAX_CTS CallThreadStates */
-	WT_STOP__COUNT = 12,
+	WT_STOP__COUNT = 11,
 };
 
 /* How a layout bounds a region of contiguous Wasm frames. */

@@ -2,8 +2,10 @@ package loader
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"github.com/wasmtrace/wasmtrace/arch"
@@ -30,8 +32,15 @@ func (c ProcessConfig) encode() (*wasmtraceWtProcess, error) {
 	if len(c.Ranges) > MaxRanges {
 		return nil, fmt.Errorf("%d compiled-code ranges, the kernel walker holds %d", len(c.Ranges), MaxRanges)
 	}
-	v := &wasmtraceWtProcess{Nranges: uint32(len(c.Ranges))}
-	for i, r := range c.Ranges {
+	// The kernel binary-searches the ranges: sort them, and refuse
+	// overlaps, which would make the search miss.
+	ranges := slices.Clone(c.Ranges)
+	slices.SortFunc(ranges, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+	v := &wasmtraceWtProcess{Nranges: uint32(len(ranges))}
+	for i, r := range ranges {
+		if r[1] <= r[0] || (i > 0 && r[0] < ranges[i-1][1]) {
+			return nil, fmt.Errorf("compiled-code range %#x-%#x is empty or overlaps another", r[0], r[1])
+		}
 		v.Ranges[i] = wasmtraceWtRange{Start: r[0], End: r[1]}
 	}
 	k := &v.Layout

@@ -101,8 +101,7 @@ const (
 	wasmtraceWtStopWT_STOP_TOO_DEEP    wasmtraceWtStop = 8
 	wasmtraceWtStopWT_STOP_ENTRY_ALIGN wasmtraceWtStop = 9
 	wasmtraceWtStopWT_STOP_NO_FSBASE   wasmtraceWtStop = 10
-	wasmtraceWtStopWT_STOP_CHAIN_LONG  wasmtraceWtStop = 11
-	wasmtraceWtStopWT_STOP__COUNT      wasmtraceWtStop = 12
+	wasmtraceWtStopWT_STOP__COUNT      wasmtraceWtStop = 11
 )
 
 type wasmtraceWtWhere uint32

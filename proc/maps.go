@@ -23,7 +23,9 @@ func (m Mapping) Executable() bool { return len(m.Perms) > 2 && m.Perms[2] == 'x
 
 // Anonymous reports memory not backed by a file: where Wasmtime puts the
 // images of the modules it compiles.
-func (m Mapping) Anonymous() bool { return m.Inode == 0 && (m.Path == "" || m.Path[0] != '/') && !strings.HasPrefix(m.Path, "[") }
+func (m Mapping) Anonymous() bool {
+	return m.Inode == 0 && (m.Path == "" || m.Path[0] != '/') && !strings.HasPrefix(m.Path, "[")
+}
 
 // maxMapsLines bounds how much of a maps file is parsed; real processes
 // have thousands of lines, not millions.

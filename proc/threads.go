@@ -31,10 +31,21 @@ func ThreadName(pid, tid int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// Exists reports whether pid names a live process.
+// Exists reports whether pid names a live process: one that has not exited,
+// whether or not its parent has reaped it yet.
 func Exists(pid int) bool {
-	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
-	return err == nil
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...: comm may hold spaces and parentheses, so the
+	// state follows the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	state := b[i+2]
+	return state != 'Z' && state != 'X'
 }
 
 // ExePath is the path through which the target's executable can be opened,

@@ -2,6 +2,8 @@ package symbolize
 
 import (
 	"bytes"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -212,5 +214,17 @@ func TestMajorVersion(t *testing.T) {
 		if got := majorVersion(in); got != want {
 			t.Errorf("majorVersion(%q) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+// Found by FuzzParseImage: debug/elf gives compressed sections no
+// ReaderAt (and would inflate them). Wasmtime never compresses.
+func TestParseImageCompressedSection(t *testing.T) {
+	img := append([]byte(nil), readGolden(t, "v39-module.elf")...)
+	shoff := binary.LittleEndian.Uint64(img[0x28:])
+	flags := img[shoff+1*shdrSize+8:] // section 1, .wasmtime.engine
+	binary.LittleEndian.PutUint64(flags, binary.LittleEndian.Uint64(flags)|uint64(elf.SHF_COMPRESSED))
+	if _, err := parseImage(bytes.NewReader(img), int64(len(img)), 0x10000); !errors.Is(err, ErrNotImage) {
+		t.Errorf("err = %v, want ErrNotImage", err)
 	}
 }

@@ -1,7 +1,9 @@
 package symbolize
 
 import (
+	"cmp"
 	"encoding/binary"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -249,40 +251,122 @@ type nameEntry struct {
 
 // nameTable is one decoded func_names vector.
 type nameTable struct {
-	at         int // position in .wasmtime.info
 	entries    []nameEntry
 	start, end uint32 // range of the pool it covers
 }
 
 // Bounds of the search for func_names tables.
 const (
-	maxNames          = 1 << 20
-	maxNameTables     = 256
-	nameSearchBudget  = 1 << 24 // integers decoded in total
-	maxInfoScanLength = 64 << 20
+	maxNames         = 1 << 20
+	maxNameTables    = 1024
+	nameSearchBudget = 1 << 26 // integers decoded plus name bytes checked
 )
 
-// findNameTables searches .wasmtime.info for func_names vectors.
+// symbolFacts is what an image's symbols say about its Wasm functions,
+// against which candidate name tables are checked.
+type symbolFacts struct {
+	// named maps a function index to the cleaned names symbols give it
+	// (Wasmtime 37+; one per module of a component).
+	named map[int][]string
+	// defined holds every function index a symbol names.
+	defined map[int]bool
+	maxIdx  int
+}
+
+func newSymbolFacts() *symbolFacts {
+	return &symbolFacts{named: make(map[int][]string), defined: make(map[int]bool), maxIdx: -1}
+}
+
+func (sf *symbolFacts) add(si symbolInfo) {
+	if si.kind != WasmFunction {
+		return
+	}
+	sf.defined[si.index] = true
+	sf.maxIdx = max(sf.maxIdx, si.index)
+	if si.name != "" {
+		sf.named[si.index] = append(sf.named[si.index], si.name)
+	}
+}
+
+// names resolves Wasm function names for one image.
+type names struct {
+	pool   []byte
+	tables []nameTable
+}
+
+// findNames searches .wasmtime.info for the func_names vectors.
 //
 // Decoding the whole structure would mean mirroring Wasmtime's Module type
 // for every version, so the vector is found by its shape instead: a count,
 // then (idx, offset, len) triples with strictly increasing idx whose names
-// lie back to back inside the pool and are valid UTF-8 (Wasmtime appends
-// the names of one module to .name.wasm in index order). Callers confirm a
-// table before trusting it: against the symbols' own (cleaned) names, or
-// by requiring that it covers the whole pool.
-func findNameTables(info, pool []byte, enc infoEncoding) []nameTable {
-	if len(pool) == 0 || len(info) == 0 || len(info) > maxInfoScanLength {
-		return nil
+// lie back to back in the pool and are valid UTF-8 (Wasmtime appends a
+// module's names to .name.wasm in index order). Small look-alikes are
+// common, so a candidate is kept only if the symbols confirm it:
+//   - when symbols carry names (Wasmtime 37+), every entry for a function
+//     with a named symbol must clean to that symbol's name, and at least
+//     one must; this also finds the tables of a component's modules;
+//   - otherwise (Wasmtime 3), the table must cover the whole pool, name no
+//     function past the last defined one (imports come first) and name at
+//     least one defined function; of several, the longest, then the last
+//     wins (the vector follows the bulk of Module's data).
+func findNames(info, pool []byte, major int, sf *symbolFacts) *names {
+	n := &names{pool: pool}
+	if len(pool) == 0 || len(info) == 0 || len(info) > maxSectionRead {
+		return n
 	}
 	budget := nameSearchBudget
-	var out []nameTable
-	for at := 0; at < len(info) && budget > 0 && len(out) < maxNameTables; at++ {
-		if t, ok := parseNameTable(info, at, pool, enc, &budget); ok {
-			out = append(out, t)
+	for _, enc := range infoEncodings(major) {
+		for at := 0; at < len(info) && budget > 0 && len(n.tables) < maxNameTables; at++ {
+			t, ok := parseNameTable(info, at, pool, enc, &budget)
+			if ok && sf.confirms(t, pool) {
+				n.tables = append(n.tables, t)
+			}
+		}
+		if len(n.tables) > 0 {
+			break
 		}
 	}
-	return out
+	if len(sf.named) == 0 && len(n.tables) > 1 {
+		best := n.tables[0]
+		for _, t := range n.tables[1:] {
+			if len(t.entries) >= len(best.entries) {
+				best = t
+			}
+		}
+		n.tables = []nameTable{best}
+	}
+	return n
+}
+
+func (sf *symbolFacts) confirms(t nameTable, pool []byte) bool {
+	if len(sf.named) > 0 {
+		matches := 0
+		for _, e := range t.entries {
+			want, ok := sf.named[int(e.idx)]
+			if !ok {
+				continue
+			}
+			clean := cleanSymbolName(string(pool[e.off : e.off+e.len]))
+			found := false
+			for _, w := range want {
+				found = found || w == clean
+			}
+			if !found {
+				return false
+			}
+			matches++
+		}
+		return matches > 0
+	}
+	if t.start != 0 || int(t.end) != len(pool) || int64(t.entries[len(t.entries)-1].idx) > int64(sf.maxIdx) {
+		return false
+	}
+	for _, e := range t.entries {
+		if sf.defined[int(e.idx)] {
+			return true
+		}
+	}
+	return false
 }
 
 func parseNameTable(info []byte, at int, pool []byte, enc infoEncoding, budget *int) (nameTable, bool) {
@@ -298,86 +382,33 @@ func parseNameTable(info []byte, at int, pool []byte, enc infoEncoding, budget *
 	var entries []nameEntry
 	var next uint64
 	for i := uint64(0); i < n; i++ {
-		*budget -= 3
-		if *budget < 0 {
-			return nameTable{}, false
-		}
 		e := nameEntry{idx: r.u32(), off: r.u32(), len: r.u32()}
-		if r.bad {
+		*budget -= 3
+		if r.bad || *budget < 0 {
 			return nameTable{}, false
 		}
 		end := uint64(e.off) + uint64(e.len)
 		if end > uint64(len(pool)) || (i > 0 && (e.idx <= entries[i-1].idx || uint64(e.off) != next)) {
 			return nameTable{}, false
 		}
-		if !utf8.Valid(pool[e.off:end]) {
+		if *budget -= int(e.len); *budget < 0 || !utf8.Valid(pool[e.off:end]) {
 			return nameTable{}, false
 		}
 		next = end
 		entries = append(entries, e)
 	}
-	return nameTable{at: at, entries: entries, start: entries[0].off, end: uint32(next)}, true
+	return nameTable{entries: entries, start: entries[0].off, end: uint32(next)}, true
 }
 
 func (t nameTable) lookup(idx uint32, pool []byte) (string, bool) {
-	lo, hi := 0, len(t.entries)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if t.entries[mid].idx < idx {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
+	i, found := slices.BinarySearchFunc(t.entries, idx, func(e nameEntry, idx uint32) int {
+		return cmp.Compare(e.idx, idx)
+	})
+	if !found {
+		return "", false
 	}
-	if lo < len(t.entries) && t.entries[lo].idx == idx {
-		e := t.entries[lo]
-		return string(pool[e.off : e.off+e.len]), true
-	}
-	return "", false
-}
-
-// names resolves Wasm function names for one image.
-type names struct {
-	pool   []byte
-	tables []nameTable
-	// whole is the table used for images whose symbols carry no names
-	// (Wasmtime 3): the one table covering the entire pool.
-	whole *nameTable
-}
-
-// newNames finds the func_names tables of an image. defined holds the
-// indices of the Wasm functions the image's symbols name.
-func newNames(info, pool []byte, major int, defined map[int]bool) *names {
-	n := &names{pool: pool}
-	for _, enc := range infoEncodings(major) {
-		n.tables = findNameTables(info, pool, enc)
-		if len(n.tables) > 0 {
-			break
-		}
-	}
-	maxIdx := -1
-	for i := range defined {
-		maxIdx = max(maxIdx, i)
-	}
-	// For symbols without names, trust only a table that covers the whole
-	// pool, names no function beyond the last defined one (imports come
-	// first) and names at least one defined function. Prefer the one with
-	// the most entries, then the last: the func_names vector comes after
-	// the bulk of Module's data, where look-alikes would be.
-	for i := range n.tables {
-		t := &n.tables[i]
-		if t.start != 0 || int(t.end) != len(pool) || int64(t.entries[len(t.entries)-1].idx) > int64(maxIdx) {
-			continue
-		}
-		namesDefined := false
-		for _, e := range t.entries {
-			namesDefined = namesDefined || defined[int(e.idx)]
-		}
-		if namesDefined && (n.whole == nil || len(t.entries) >= len(n.whole.entries)) {
-			n.whole = t
-		}
-	}
-	return n
+	e := t.entries[i]
+	return string(pool[e.off : e.off+e.len]), true
 }
 
 // forSymbol returns the exact name of function idx whose symbol carries
@@ -402,8 +433,8 @@ func (n *names) forSymbol(idx int, symName string) (string, bool) {
 // forIndex returns the name of function idx for images whose symbols
 // carry no names (Wasmtime 3).
 func (n *names) forIndex(idx int) (string, bool) {
-	if n.whole == nil {
+	if len(n.tables) != 1 {
 		return "", false
 	}
-	return n.whole.lookup(uint32(idx), n.pool)
+	return n.tables[0].lookup(uint32(idx), n.pool)
 }

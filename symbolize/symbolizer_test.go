@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -181,7 +182,7 @@ func TestSymbolizerOwnProcess(t *testing.T) {
 		if err := unix.Mprotect(text, unix.PROT_READ|unix.PROT_EXEC); err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, placed{g, uint64(uintptrOf(mem)) + uint64(c.padding*page)})
+		want = append(want, placed{g, uint64(uintptr(unsafe.Pointer(&mem[0]))) + uint64(c.padding*page)})
 	}
 
 	s := New(os.Getpid(), proc.ProcessMemory{PID: os.Getpid()})

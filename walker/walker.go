@@ -75,15 +75,14 @@ const (
 	StopTooDeep    Stop = 8
 	StopEntryAlign Stop = 9
 	StopNoFSBase   Stop = 10
-	StopChainLong  Stop = 11
-	stopCount           = 12
+	stopCount           = 11
 )
 
 var stopNames = [stopCount]string{
 	"ok", "unreadable memory", "misaligned frame pointer", "frame pointer not increasing",
 	"frame pointer beyond the entry bound", "zero return address", "activations out of order",
 	"sampled while entering or leaving Wasm", "stack deeper than the walker's limit",
-	"misaligned entry stack pointer", "thread pointer unknown", "too many nested calls",
+	"misaligned entry stack pointer", "thread pointer unknown",
 }
 
 func (s Stop) String() string {
@@ -126,7 +125,6 @@ type walk struct {
 	cts       uint64
 	store     uint64
 	inRegion  bool
-	ncts      int
 	stop      Stop
 	done      bool
 }
@@ -271,9 +269,6 @@ func (w *walk) nextRegion() bool {
 	cts := w.cts
 	if cts == 0 {
 		return w.finish(StopOK)
-	}
-	if w.ncts++; w.ncts > MaxCTS {
-		return w.finish(StopChainLong)
 	}
 	store, ok1 := w.word(cts + uint64(w.l.CTSStore))
 	prev, ok2 := w.word(cts + uint64(w.l.CTSPrev))

@@ -4,7 +4,8 @@
 #   build.sh VERSION [OUTDIR] [stripped]
 #
 # VERSION is one of the module directories next to this script (v39, v37, v3).
-# Writes OUTDIR/target-VERSION (default OUTDIR: testdata/targets/bin), with
+# Writes OUTDIR/target-VERSION (default OUTDIR, also if given as "":
+# testdata/targets/bin; a relative OUTDIR is relative to the cwd), with
 # symbols. With the third argument "stripped", additionally writes
 # OUTDIR/target-VERSION-stripped built with -ldflags="-s -w" (no .symtab),
 # for refusal tests. Works from any cwd; quiet on success; re-running is
@@ -24,7 +25,7 @@ stripped=${3:-}
 case "$stripped" in "" | stripped) ;; *) usage ;; esac
 
 src=$here/$version
-if [ -z "$version" ] || [ ! -f "$src/go.mod" ] || [ ! -f "$src/main.go" ]; then
+if [[ ! $version =~ ^[A-Za-z0-9._-]+$ ]] || [ ! -f "$src/go.mod" ] || [ ! -f "$src/main.go" ]; then
 	echo "build.sh: no such target version: $version" >&2
 	exit 2
 fi
@@ -33,14 +34,19 @@ mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
 
 export CGO_ENABLED=1
+export GOWORK=off # these are standalone modules, never part of a workspace
 
 # build OUT [go build flags...]: build to a temp file, then replace OUT only if
-# the content changed (keeps the mtime stable for idempotent re-runs).
+# the content changed (keeps the mtime stable for idempotent re-runs, and a
+# running OUT is never written to). The temp file starts as a copy of OUT so
+# that go build's own up-to-date check can skip the (slow) cgo link.
+tmp=
+trap 'rm -f "$tmp"' EXIT
 build() {
 	local out=$1
 	shift
-	local tmp
 	tmp=$(mktemp "$out.tmp.XXXXXX")
+	[ -f "$out" ] && cp -p "$out" "$tmp"
 	if ! (cd "$src" && go build -trimpath "$@" -o "$tmp" .); then
 		rm -f "$tmp"
 		return 1
@@ -51,6 +57,7 @@ build() {
 		chmod 0755 "$tmp"
 		mv -f "$tmp" "$out"
 	fi
+	tmp=
 }
 
 build "$outdir/target-$version"

@@ -2,8 +2,9 @@
 // wasmtrace tests. It runs Wasm with known, fixed call chains in endless loops.
 //
 // The three programs testdata/targets/{v39,v37,v3} are identical except for
-// the wasmtime-go major version they import (and the small API differences
-// that come with it). The WAT text below MUST stay byte-identical across them.
+// the wasmtime-go major version they import (the small API subset used here
+// is the same in v3, v37 and v39; v3 also has noexecstack.go). The WAT text
+// below MUST stay byte-identical across them.
 //
 // Wasmtime is used with its default Config: no profiling strategy, no perfmap,
 // no jitdump. Function names come from the WAT `$names` (the name section).
@@ -18,6 +19,11 @@
 // to stdout (the late scenario prints it at start-up, then "late-started"
 // when the late module begins running). It then runs until killed.
 //
+// Threads: each busy scenario runs on its own goroutine locked to an OS
+// thread with its own Store (one Engine and one compiled Module are shared).
+// The process's main thread (TID == PID) never runs Wasm. Every Wasm call
+// takes roughly 50 ms (35M iterations of the burn loop, or 50 ms of Go spin).
+//
 // Expected stacks (root first, only Wasm frames and a single <host> marker
 // for the host (Go/cgo/Wasmtime trampoline) frames between Wasm frames):
 //
@@ -29,7 +35,9 @@
 //	           only rec(0) (the innermost, 101st rec frame) burns CPU.
 //	           Written "rec_entry;rec x101".
 //	threads    run;chain_a;chain_b;chain_c  (on each of the N threads)
-//	late       late_run;late_leaf           (only after "late-started")
+//	late       late_run;late_leaf           (only after "late-started"; the main
+//	           module is instantiated at start but never called, the late
+//	           module is compiled only after -late)
 //	all        chain, nested, hostburn and recursion at once, one thread each
 //	idle       no Wasm on any stack (module instantiated, never called)
 //
@@ -284,6 +292,29 @@ func ready() {
 	_ = os.Stdout.Sync()
 }
 
+func init() {
+	// Keep the main goroutine on the process's main thread (TID == PID) so
+	// that no Wasm ever runs there: every scenario's Wasm runs on a worker
+	// thread locked by spawn or runLate.
+	runtime.LockOSThread()
+}
+
+// runLate sleeps for delay without touching Wasm, then compiles lateWAT,
+// prints "late-started" and calls late_run forever on a locked OS thread.
+func runLate(delay time.Duration) {
+	runtime.LockOSThread()
+	time.Sleep(delay)
+	lateModule := compile(lateWAT)
+	store := wasmtime.NewStore(engine)
+	inst, err := wasmtime.NewInstance(store, lateModule, nil)
+	if err != nil {
+		log.Fatalf("instantiate late: %v", err)
+	}
+	fmt.Fprintln(os.Stdout, "late-started")
+	_ = os.Stdout.Sync()
+	loopExport(store, inst, "late_run", nil)
+}
+
 func main() {
 	scenario := flag.String("scenario", "all", "chain|nested|hostburn|recursion|threads|late|all|idle")
 	threads := flag.Int("threads", 3, "number of OS threads for -scenario threads")
@@ -314,20 +345,11 @@ func main() {
 		store, inst := instantiate(mainModule) // instantiated, never called
 		keepAlive = append(keepAlive, store, inst)
 	case "late":
-		store0, inst0 := instantiate(mainModule) // an early module exists, but nothing runs
-		keepAlive = append(keepAlive, store0, inst0)
-		ready()
-		time.Sleep(*late)
-		runtime.LockOSThread()
-		lateModule := compile(lateWAT)
-		store := wasmtime.NewStore(engine)
-		inst, err := wasmtime.NewInstance(store, lateModule, nil)
-		if err != nil {
-			log.Fatalf("instantiate late: %v", err)
-		}
-		fmt.Fprintln(os.Stdout, "late-started")
-		_ = os.Stdout.Sync()
-		loopExport(store, inst, "late_run", nil) // never returns
+		// The main module is compiled and instantiated (but never called)
+		// up front; the late module is compiled only after the delay.
+		store, inst := instantiate(mainModule)
+		keepAlive = append(keepAlive, store, inst)
+		go runLate(*late)
 	default:
 		log.Fatalf("unknown -scenario %q", *scenario)
 	}
