@@ -9,6 +9,8 @@ BIN      := bin/wasmtrace
 TARGETS  := v39 v37 v3
 TARGETDIR:= testdata/targets/bin
 DEMO_PID_FILE := /tmp/wasmtrace-demo.pid
+# BPF needs root: use sudo unless already root.
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 10s
 
 .PHONY: all build generate check-generate deps-bpf targets demo test unit e2e fuzz bench clean
@@ -39,8 +41,8 @@ targets:
 demo: build
 	testdata/targets/build.sh v39 $(TARGETDIR)
 	@$(TARGETDIR)/target-v39 -scenario all > /dev/null & echo $$! > $(DEMO_PID_FILE); sleep 1
-	@echo "+ sudo $(BIN) -p $$(cat $(DEMO_PID_FILE)) -d 5s"
-	@sudo $(BIN) -p $$(cat $(DEMO_PID_FILE)) -d 5s; status=$$?; kill $$(cat $(DEMO_PID_FILE)); rm -f $(DEMO_PID_FILE); exit $$status
+	@echo "+ $(SUDO) $(BIN) -p $$(cat $(DEMO_PID_FILE)) -d 5s"
+	@$(SUDO) $(BIN) -p $$(cat $(DEMO_PID_FILE)) -d 5s; status=$$?; kill $$(cat $(DEMO_PID_FILE)); rm -f $(DEMO_PID_FILE); exit $$status
 
 # Everything: unit tests, BPF and end-to-end tests on real targets, and a
 # short run of every fuzz target.
