@@ -60,7 +60,7 @@ func TestScenarioStacks(t *testing.T) {
 		for _, sc := range scenarios {
 			t.Run(fmt.Sprintf("%s/%s", v, sc.name), func(t *testing.T) {
 				cmd := startTarget(t, bin, "-scenario", sc.name)
-				r := runWasmtrace(t, "-p", fmt.Sprint(cmd.Process.Pid), "-d", "2s", "--format", "folded", "-o", "-")
+				r := runWasmtrace(t, "-p", fmt.Sprint(cmd.Process.Pid), "-d", "2s", "-F", "499", "--format", "folded", "-o", "-")
 				if r.code != 0 {
 					t.Fatalf("wasmtrace exited %d: %s", r.code, r.stderr)
 				}
@@ -77,7 +77,7 @@ func TestThreads(t *testing.T) {
 	for _, v := range versions {
 		t.Run(v, func(t *testing.T) {
 			cmd := startTarget(t, targetBin(t, v, false), "-scenario", "threads", "-threads", "3")
-			r := runWasmtrace(t, "-p", fmt.Sprint(cmd.Process.Pid), "-d", "3s", "--threads", "--format", "folded")
+			r := runWasmtrace(t, "-p", fmt.Sprint(cmd.Process.Pid), "-d", "3s", "-F", "499", "--threads", "--format", "folded")
 			if r.code != 0 {
 				t.Fatalf("wasmtrace exited %d: %s", r.code, r.stderr)
 			}
@@ -94,11 +94,13 @@ func TestThreads(t *testing.T) {
 			}
 			busy := 0
 			for thread, stacks := range perThread {
-				total := 0
-				for _, n := range stacks {
-					total += n
+				wasm := 0
+				for stack, n := range stacks {
+					if stack != "[no Wasm]" {
+						wasm += n
+					}
 				}
-				if total < 20 {
+				if wasm < 20 {
 					continue // a Go runtime thread, not a Wasm worker
 				}
 				busy++
@@ -117,7 +119,7 @@ func TestModuleCompiledWhileTracing(t *testing.T) {
 	for _, v := range versions {
 		t.Run(v, func(t *testing.T) {
 			cmd := startTarget(t, targetBin(t, v, false), "-scenario", "late", "-late", "1s")
-			r := runWasmtrace(t, "-p", fmt.Sprint(cmd.Process.Pid), "-d", "3s", "--format", "folded")
+			r := runWasmtrace(t, "-p", fmt.Sprint(cmd.Process.Pid), "-d", "3s", "-F", "499", "--format", "folded")
 			if r.code != 0 {
 				t.Fatalf("wasmtrace exited %d: %s", r.code, r.stderr)
 			}
