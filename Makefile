@@ -13,7 +13,7 @@ DEMO_PID_FILE := /tmp/wasmtrace-demo.pid
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 10s
 
-.PHONY: all build generate check-generate deps-bpf targets demo test unit e2e fuzz bench clean
+.PHONY: all build generate check-generate deps-bpf deps-test targets demo test unit e2e fuzz bench clean
 
 all: build
 
@@ -25,6 +25,18 @@ deps-bpf:
 	@command -v $(CLANG) >/dev/null && command -v llvm-strip-19 >/dev/null && test -f /usr/include/bpf/bpf_helpers.h || { \
 		echo "installing clang-19, llvm-19 and libbpf-dev from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-19 llvm-19 libbpf-dev >/dev/null; }
+
+# What the tests use besides Go: headless Chromium renders the SVG flame
+# graph, Node checks speedscope output against speedscope's own schema, and
+# setpriv (util-linux) runs wasmtrace unprivileged.
+deps-test:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then echo "installing$$missing from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@test -d profile/testdata/speedscope/node_modules || npm ci --prefix profile/testdata/speedscope --no-audit --no-fund --silent
 
 generate: deps-bpf
 	cd loader && $(GO) generate ./...
@@ -44,9 +56,18 @@ demo: build
 	@echo "+ $(SUDO) $(BIN) -p $$(cat $(DEMO_PID_FILE)) -d 5s"
 	@$(SUDO) $(BIN) -p $$(cat $(DEMO_PID_FILE)) -d 5s; status=$$?; kill $$(cat $(DEMO_PID_FILE)); rm -f $(DEMO_PID_FILE); exit $$status
 
+# What wasmtrace costs on this machine, in one run of about 7 minutes (root):
+# BPF time per sample, the target's slowdown next to perf record, wasmtrace's
+# own CPU, memory and lost samples, time to the first sample, Go benchmarks.
+# Prints a table and writes it to bench/results/latest.md.
+bench: build
+	testdata/targets/build.sh v39 $(TARGETDIR)
+	$(GO) build -o bin/wtbench ./bench
+	$(SUDO) bin/wtbench -wasmtrace $(BIN) -target $(TARGETDIR)/target-v39 -go "$$(command -v $(GO))" -o bench/results/latest.md
+
 # Everything: unit tests, BPF and end-to-end tests on real targets, and a
 # short run of every fuzz target.
-test: targets
+test: targets deps-test
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 	$(MAKE) fuzz
@@ -55,12 +76,7 @@ unit:
 	$(GO) test -count=1 -short ./...
 
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 50x $$pkg >/dev/null || { echo "FAIL: fuzz $$f"; $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 1x $$pkg; exit 1; }; \
-		done; \
-	done
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 clean:
 	rm -rf bin $(TARGETDIR)

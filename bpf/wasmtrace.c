@@ -44,6 +44,12 @@
  *     bound must lie above the newer one.
  * Every failed check ends the walk with its wt_stop code; the frames found so
  * far are still sent, flagged by that code, and userspace decides.
+ *
+ * Verification (wasmtrace record --verify): for a configurable fraction of
+ * samples, every user-memory read above is logged, in order, with its
+ * address, size, result and bytes (struct wt_readlog), and sent after the
+ * sample. Userspace replays the walk over exactly those bytes with the Go
+ * walker and compares. Unlogged samples pay one flag test per read.
  */
 
 #include <linux/types.h>
@@ -69,12 +75,13 @@ struct {
 	__uint(max_entries, 4 << 20);
 } samples SEC(".maps");
 
-/* A sample under construction: too large for the 512-byte BPF stack. */
+/* A sample under construction, with its read log: too large for the
+ * 512-byte BPF stack. Written and read here only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct wt_sample);
+	__type(value, struct wt_record);
 } scratch SEC(".maps");
 
 /* enum wt_counter, per CPU. Written here, summed by the loader. */
@@ -91,6 +98,9 @@ const enum wt_stop *unused_stop __attribute__((unused));
 const enum wt_where *unused_where __attribute__((unused));
 const enum wt_bound_kind *unused_bound __attribute__((unused));
 const enum wt_counter *unused_counter __attribute__((unused));
+const enum wt_limit *unused_limit __attribute__((unused));
+const enum wt_sample_flag *unused_sample_flag __attribute__((unused));
+const enum wt_log_flag *unused_log_flag __attribute__((unused));
 
 /* x86-64 struct pt_regs, user and kernel alike. */
 struct wt_regs {
@@ -132,9 +142,42 @@ static __always_inline void count(__u32 counter)
 		*v += 1;
 }
 
-static __always_inline int read_word(__u64 *dst, __u64 addr)
+/* Appends one read to a verified sample's log. The count lives in the map
+ * value, where the verifier sees an unknown number: a count it could track
+ * as a constant would make it verify every loop iteration apart. */
+static __always_inline void log_read(struct wt_record *r, __u64 addr, const void *dst, __u32 size,
+				     long err)
 {
-	return bpf_probe_read_user(dst, sizeof(*dst), (const void *)addr);
+	__u32 n = r->log.nreads;
+
+	if (n >= WT_MAX_READS) {
+		r->log.flags |= WT_LOG_OVERFLOW;
+		return;
+	}
+	struct wt_read *e = &r->log.reads[n];
+	e->addr = addr;
+	e->size = size;
+	e->err = err;
+	e->value = 0;
+	if (!err)
+		__builtin_memcpy(&e->value, dst, size);
+	r->log.nreads = n + 1;
+}
+
+/* Every user-memory read of the walk goes through here. size is a
+ * constant of at most 8 at each (inlined) call. */
+static __always_inline long read_user(struct wt_record *r, void *dst, __u32 size, __u64 addr)
+{
+	long err = bpf_probe_read_user(dst, size, (const void *)addr);
+
+	if (r->s.flags & WT_SAMPLE_LOGGED)
+		log_read(r, addr, dst, size, err);
+	return err;
+}
+
+static __always_inline int read_word(struct wt_record *r, __u64 *dst, __u64 addr)
+{
+	return read_user(r, dst, sizeof(*dst), addr) != 0;
 }
 
 /* Binary search of the process's sorted compiled-code ranges. */
@@ -168,19 +211,20 @@ static __always_inline long finish(struct walk *w, __u8 stop)
 
 /* The last Wasm FP of an activation, from its saved exit FP field: newer
  * builds save the exit trampoline's FP, whose record holds the Wasm FP. */
-static __always_inline int exit_fp(struct walk *w, __u64 field, __u64 *fp)
+static __always_inline int exit_fp(struct walk *w, struct wt_record *r, __u64 field, __u64 *fp)
 {
 	*fp = field;
 	if (w->l.exit_fp_indirect && field != 0)
-		return read_word(fp, field);
+		return read_word(r, fp, field);
 	return 0;
 }
 
 /* Step 3/5: begin walking a region from its exit PC, last Wasm FP and raw
  * entry field. Returns 1 when the walk is over. */
-static __always_inline long start_region(struct walk *w, struct wt_sample *s, __u64 pc,
+static __always_inline long start_region(struct walk *w, struct wt_record *r, __u64 pc,
 					 __u64 fp, __u64 entry)
 {
+	struct wt_sample *s = &r->s;
 	__u64 bound;
 
 	if (pc == 0)
@@ -211,32 +255,32 @@ static __always_inline long start_region(struct walk *w, struct wt_sample *s, __
 }
 
 /* Where a CTS keeps what the store held before its activation began. */
-static __always_inline int saved_base(struct walk *w, __u64 cts, __u64 *base)
+static __always_inline int saved_base(struct walk *w, struct wt_record *r, __u64 cts, __u64 *base)
 {
 	if (!w->l.cts_old_indirect) {
 		*base = cts;
 		return 0;
 	}
-	return read_word(base, cts + w->l.cts_old);
+	return read_word(r, base, cts + w->l.cts_old);
 }
 
 /* Step 5: the next older region, from the next CTS of the same store. */
-static __always_inline long next_region(struct walk *w, struct wt_sample *s)
+static __always_inline long next_region(struct walk *w, struct wt_record *r)
 {
 	__u64 cts = w->cts, store, prev, base, pc, fp, entry;
 
 	if (cts == 0)
 		return finish(w, WT_STOP_OK);
-	if (read_word(&store, cts + w->l.cts_store) || read_word(&prev, cts + w->l.cts_prev))
+	if (read_word(r, &store, cts + w->l.cts_store) || read_word(r, &prev, cts + w->l.cts_prev))
 		return finish(w, WT_STOP_READ);
 	w->cts = prev;
 	if (store != w->store)
 		return 0; /* another store's activation: opaque host code to us */
-	if (saved_base(w, cts, &base) || read_word(&pc, base + w->l.old_exit_pc) ||
-	    read_word(&fp, base + w->l.old_exit_fp) || read_word(&entry, base + w->l.old_entry) ||
-	    (pc != 0 && exit_fp(w, fp, &fp)))
+	if (saved_base(w, r, cts, &base) || read_word(r, &pc, base + w->l.old_exit_pc) ||
+	    read_word(r, &fp, base + w->l.old_exit_fp) || read_word(r, &entry, base + w->l.old_entry) ||
+	    (pc != 0 && exit_fp(w, r, fp, &fp)))
 		return finish(w, WT_STOP_READ);
-	return start_region(w, s, pc, fp, entry);
+	return start_region(w, r, pc, fp, entry);
 }
 
 /* Step 4: one frame of the current region (or a move to the next region). */
@@ -244,13 +288,14 @@ static long walk_step(__u32 i, void *ctx)
 {
 	struct walk *w = ctx;
 	__u32 zero = 0;
-	struct wt_sample *s = bpf_map_lookup_elem(&scratch, &zero);
+	struct wt_record *r = bpf_map_lookup_elem(&scratch, &zero);
 	__u64 fp = w->fp, ra, older;
 
-	if (!s)
+	if (!r)
 		return finish(w, WT_STOP_READ);
+	struct wt_sample *s = &r->s;
 	if (!w->in_region)
-		return next_region(w, s);
+		return next_region(w, r);
 	if (fp == w->bound) {
 		w->in_region = 0; /* reached the entry trampoline */
 		return 0;
@@ -265,7 +310,7 @@ static long walk_step(__u32 i, void *ctx)
 		return finish(w, WT_STOP_TOO_DEEP);
 	s->pcs[s->nframes & (WT_MAX_FRAMES - 1)] = w->pc;
 	s->nframes++;
-	if (read_word(&ra, fp + w->l.ra_offset) || read_word(&older, fp + w->l.fp_offset))
+	if (read_word(r, &ra, fp + w->l.ra_offset) || read_word(r, &older, fp + w->l.fp_offset))
 		return finish(w, WT_STOP_READ);
 	if (older <= fp)
 		return finish(w, WT_STOP_FP_ORDER);
@@ -297,33 +342,40 @@ static __always_inline int user_regs(struct wt_perf_ctx *ctx, struct wt_regs *r)
  * frame, and the caller's PC is on top of the stack ([sp] before the push
  * and at the ret, [sp+8] after the push). Returns that PC, or 0 when rbp is
  * the sampled function's own frame. */
-static __always_inline __u64 caller_pc_outside_frame(__u64 ip, __u64 sp)
+static __always_inline __u64 caller_pc_outside_frame(struct wt_record *r, __u64 ip, __u64 sp)
 {
 	__u8 code[3] = {};
 	__u64 ra = 0;
 
-	if (bpf_probe_read_user(code, 1, (const void *)ip))
+	if (read_user(r, code, 1, ip))
 		return 0;
 	if (code[0] == 0x55 || code[0] == 0xc3) {
-		read_word(&ra, sp);
+		read_word(r, &ra, sp);
 		return ra;
 	}
-	if (code[0] == 0x48 && !bpf_probe_read_user(code, 3, (const void *)ip) &&
-	    code[1] == 0x89 && code[2] == 0xe5) {
-		read_word(&ra, sp + 8);
+	if (code[0] == 0x48 && !read_user(r, code, 3, ip) && code[1] == 0x89 && code[2] == 0xe5) {
+		read_word(r, &ra, sp + 8);
 		return ra;
 	}
 	return 0;
 }
 
-static __always_inline void send(struct wt_sample *s)
+static __always_inline void send(struct wt_record *r)
 {
-	__u64 n = s->nframes;
+	__u64 n, size;
 
-	if (n > WT_MAX_FRAMES)
-		n = WT_MAX_FRAMES;
-	__u64 size = __builtin_offsetof(struct wt_sample, pcs) + n * sizeof(__u64);
-	if (bpf_ringbuf_output(&samples, s, size & 0xffff, 0))
+	if (r->s.flags & WT_SAMPLE_LOGGED) {
+		n = r->log.nreads;
+		if (n > WT_MAX_READS)
+			n = WT_MAX_READS;
+		size = __builtin_offsetof(struct wt_record, log.reads) + n * sizeof(struct wt_read);
+	} else {
+		n = r->s.nframes;
+		if (n > WT_MAX_FRAMES)
+			n = WT_MAX_FRAMES;
+		size = __builtin_offsetof(struct wt_sample, pcs) + n * sizeof(__u64);
+	}
+	if (bpf_ringbuf_output(&samples, r, size, 0))
 		count(WT_COUNTER_LOST);
 }
 
@@ -333,6 +385,7 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32, zero = 0;
 	struct wt_process *p;
+	struct wt_record *r;
 	struct wt_sample *s;
 	struct wt_regs regs = {};
 	struct walk w = {};
@@ -342,12 +395,21 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 	p = bpf_map_lookup_elem(&processes, &pid);
 	if (!p)
 		return 0;
-	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s)
+	r = bpf_map_lookup_elem(&scratch, &zero);
+	if (!r)
 		return 0;
+	s = &r->s;
 	count(WT_COUNTER_SAMPLES);
 
 	__builtin_memset(s, 0, __builtin_offsetof(struct wt_sample, pcs));
+	/* Verification: this sample logs its reads (read_user) when chosen. */
+	if (p->verify_below && (__u64)bpf_get_prandom_u32() < p->verify_below) {
+		s->flags = WT_SAMPLE_LOGGED;
+		r->log.fsbase = 0;
+		r->log.gen = p->gen;
+		r->log.flags = 0;
+		r->log.nreads = 0;
+	}
 	s->time_ns = bpf_ktime_get_ns();
 	s->pid = pid;
 	s->tid = (__u32)id;
@@ -355,6 +417,8 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 	bpf_get_current_comm(s->comm, sizeof(s->comm));
 	if (user_regs(ctx, &regs)) {
 		s->stop = WT_STOP_READ;
+		if (s->flags & WT_SAMPLE_LOGGED)
+			r->log.flags |= WT_LOG_NO_REGS;
 		goto out;
 	}
 	s->user_pc = regs.ip;
@@ -366,11 +430,13 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 	/* Step 1: the innermost CallThreadState. */
 	struct task_struct *task = bpf_get_current_task_btf();
 	fsbase = BPF_CORE_READ(task, thread.fsbase);
+	if (s->flags & WT_SAMPLE_LOGGED)
+		r->log.fsbase = fsbase;
 	if (!fsbase) {
 		s->stop = WT_STOP_NO_FSBASE;
 		goto out;
 	}
-	if (read_word(&slot, fsbase + w.l.tls_offset)) {
+	if (read_word(r, &slot, fsbase + w.l.tls_offset)) {
 		s->stop = WT_STOP_READ;
 		goto out;
 	}
@@ -386,11 +452,11 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 	}
 
 	/* Step 2: the store's current values, and what this CTS saved. */
-	if (read_word(&store, cts + w.l.cts_store) ||
-	    read_word(&cur_pc, store + w.l.store_exit_pc) ||
-	    read_word(&cur_fp, store + w.l.store_exit_fp) ||
-	    read_word(&cur_entry, store + w.l.store_entry) || saved_base(&w, cts, &base) ||
-	    read_word(&old_entry, base + w.l.old_entry)) {
+	if (read_word(r, &store, cts + w.l.cts_store) ||
+	    read_word(r, &cur_pc, store + w.l.store_exit_pc) ||
+	    read_word(r, &cur_fp, store + w.l.store_exit_fp) ||
+	    read_word(r, &cur_entry, store + w.l.store_entry) || saved_base(&w, r, cts, &base) ||
+	    read_word(r, &old_entry, base + w.l.old_entry)) {
 		s->stop = WT_STOP_READ;
 		goto out;
 	}
@@ -405,8 +471,8 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 			s->stop = WT_STOP_TRANSITION;
 			goto out;
 		}
-		__u64 caller = caller_pc_outside_frame(regs.ip, regs.sp);
-		if (start_region(&w, s, caller ? caller : regs.ip, regs.bp, cur_entry) == 0 && caller) {
+		__u64 caller = caller_pc_outside_frame(r, regs.ip, regs.sp);
+		if (start_region(&w, r, caller ? caller : regs.ip, regs.bp, cur_entry) == 0 && caller) {
 			/* The sampled function has no frame yet (or no more): it
 			 * is the leaf, and the region goes on from its caller. */
 			s->pcs[0] = regs.ip;
@@ -415,21 +481,21 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 	} else {
 		s->where = WT_WHERE_HOST;
 		if (entered && cur_pc != 0) {
-			if (exit_fp(&w, cur_fp, &cur_fp)) {
+			if (exit_fp(&w, r, cur_fp, &cur_fp)) {
 				s->stop = WT_STOP_READ;
 				goto out;
 			}
-			start_region(&w, s, cur_pc, cur_fp, cur_entry);
+			start_region(&w, r, cur_pc, cur_fp, cur_entry);
 		}
 	}
 
 	/* Steps 4 and 5. */
 	if (!w.done)
-		bpf_loop(WT_MAX_FRAMES + WT_MAX_CTS + WT_MAX_ACTIVATIONS, walk_step, &w, 0);
+		bpf_loop(WT_MAX_STEPS, walk_step, &w, 0);
 	s->stop = w.done ? w.stop : WT_STOP_TOO_DEEP;
 	if (s->where == WT_WHERE_HOST && s->nframes == 0 && s->stop == WT_STOP_OK)
 		s->where = WT_WHERE_NO_WASM;
 out:
-	send(s);
+	send(r);
 	return 0;
 }

@@ -19,6 +19,25 @@
 #define WT_RANGE_SEARCH_STEPS 8
 /* CallThreadState records followed per sample (other stores' included). */
 #define WT_MAX_CTS 64
+/* Steps of the walk's loop: one frame, one region end or one CTS each. */
+#define WT_MAX_STEPS (WT_MAX_FRAMES + WT_MAX_CTS + WT_MAX_ACTIVATIONS)
+/* User-memory reads one verified sample logs. A walk of the newer
+ * generation reads at most 10 + 2 * WT_MAX_STEPS + 5 * WT_MAX_ACTIVATIONS
+ * = 874 times; only a seed walk through many empty regions could read
+ * more, and its log is then marked WT_LOG_OVERFLOW. (The per-CPU scratch
+ * value, a sample and this log, must stay under the kernel's 32 KiB.) */
+#define WT_MAX_READS 1024
+
+/* The limits above as an enum, so that they reach Go through BTF and a
+ * test can hold the Go walker to them. */
+enum wt_limit {
+	WT_LIMIT_FRAMES = WT_MAX_FRAMES,
+	WT_LIMIT_ACTIVATIONS = WT_MAX_ACTIVATIONS,
+	WT_LIMIT_RANGES = WT_MAX_RANGES,
+	WT_LIMIT_CTS = WT_MAX_CTS,
+	WT_LIMIT_STEPS = WT_MAX_STEPS,
+	WT_LIMIT_READS = WT_MAX_READS,
+};
 
 /* Where the sampled thread was. */
 enum wt_where {
@@ -100,7 +119,9 @@ struct wt_range {
 struct wt_process {
 	struct wt_layout layout;
 	__u32 nranges;
-	__u32 _pad;
+	__u32 gen;               /* changes with every update; logged with verified samples */
+	__u64 verify_below;      /* log the reads of a sample when a 32-bit random number
+	                            is below this: 0 never, 1 << 32 always */
 	struct wt_range ranges[WT_MAX_RANGES];
 };
 
@@ -115,7 +136,7 @@ struct wt_sample {
 	__u8 where;       /* enum wt_where */
 	__u8 stop;        /* enum wt_stop */
 	__u8 nact;
-	__u8 _pad0;
+	__u8 flags;       /* enum wt_sample_flag */
 	__u16 nframes;
 	__u16 _pad1;
 	__u32 _pad2;
@@ -126,6 +147,45 @@ struct wt_sample {
 	__u16 act_start[WT_MAX_ACTIVATIONS];
 	__u64 pcs[WT_MAX_FRAMES]; /* innermost first; pcs[0] is exact when where == WT_WHERE_WASM,
 	                             every other entry is a return address */
+};
+
+enum wt_sample_flag {
+	/* The sample is verified: it is sent whole (all WT_MAX_FRAMES pcs),
+	 * followed by a struct wt_readlog of which nreads entries are sent. */
+	WT_SAMPLE_LOGGED = 1,
+};
+
+/* One user-memory read of the walk, logged for verification. */
+struct wt_read {
+	__u64 addr;
+	__u64 value;      /* the bytes read, little-endian in the low bytes; 0 if it failed */
+	__u32 size;       /* 8 for a word, 1 or 3 for the prologue check's code bytes */
+	__s32 err;        /* 0, or bpf_probe_read_user's negative errno */
+};
+
+enum wt_log_flag {
+	WT_LOG_OVERFLOW = 1, /* the walk read more than WT_MAX_READS times */
+	WT_LOG_NO_REGS = 2,  /* the user registers could not be read: no walk */
+};
+
+/* What a verified sample's walk read, in order: with the sampled registers,
+ * everything a replay of the walk needs. */
+struct wt_readlog {
+	__u64 fsbase;     /* thread pointer of the sampled thread (0: unknown) */
+	__u32 gen;        /* wt_process.gen of the configuration the walk used */
+	__u32 flags;      /* enum wt_log_flag */
+	__u32 nreads;
+	__u32 _pad;
+	struct wt_read reads[WT_MAX_READS];
+};
+
+/* The per-CPU scratch value: a sample under construction and, for a
+ * verified sample, the log of its reads. A plain sample is sent as the
+ * first offsetof(pcs) + 8 * nframes bytes of s, so verification costs it
+ * nothing in the ring buffer. */
+struct wt_record {
+	struct wt_sample s;
+	struct wt_readlog log;
 };
 
 /* Kernel-side counters, an array indexed by these. */

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -34,7 +35,19 @@ type Tracer struct {
 	links  []link.Link
 	events []int
 	rd     *ringbuf.Reader
+
+	// The compiled-code ranges of the latest configurations, by
+	// generation, so that a logged sample can be replayed with the ranges
+	// its walk used.
+	mu     sync.Mutex
+	gen    uint32
+	ranges map[uint32][][2]uint64
 }
+
+// keptConfigs is how many past configurations' ranges are remembered:
+// samples walked with an older one are still in the ring buffer for at
+// most a few refreshes.
+const keptConfigs = 16
 
 // Open loads the kernel walker and starts sampling every CPU at hz samples
 // per second. Only processes added with SetProcess are walked.
@@ -114,9 +127,22 @@ func (t *Tracer) SetProcess(pid int, cfg ProcessConfig) error {
 	if err != nil {
 		return fmt.Errorf("configure pid %d: %w", pid, err)
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gen++
+	v.Gen = t.gen
 	if err := t.objs.Processes.Put(uint32(pid), v); err != nil {
 		return fmt.Errorf("configure pid %d: %w", pid, err)
 	}
+	if t.ranges == nil {
+		t.ranges = make(map[uint32][][2]uint64)
+	}
+	r := make([][2]uint64, v.Nranges)
+	for i := range r {
+		r[i] = [2]uint64{v.Ranges[i].Start, v.Ranges[i].End}
+	}
+	t.ranges[t.gen] = r
+	delete(t.ranges, t.gen-keptConfigs)
 	return nil
 }
 
@@ -142,7 +168,13 @@ func (t *Tracer) Read(deadline time.Time) (Sample, error) {
 		}
 		return Sample{}, err
 	}
-	return decodeSample(rec.RawSample)
+	s, err := decodeSample(rec.RawSample)
+	if err == nil && s.Log != nil {
+		t.mu.Lock()
+		s.Log.Ranges = t.ranges[s.Log.Gen]
+		t.mu.Unlock()
+	}
+	return s, err
 }
 
 // Counters are the kernel side's totals since Open.

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"unsafe"
 
@@ -19,6 +20,10 @@ type ProcessConfig struct {
 	// Ranges are the [start, end) address ranges of compiled Wasm code
 	// (each module's .text). A sample whose PC is in one is "in Wasm".
 	Ranges [][2]uint64
+	// Verify is the fraction (0 to 1) of samples whose walk logs every
+	// memory read it makes (Sample.Log), for checking against the Go
+	// walker. 0 costs nothing.
+	Verify float64
 }
 
 func (c ProcessConfig) encode() (*wasmtraceWtProcess, error) {
@@ -34,9 +39,15 @@ func (c ProcessConfig) encode() (*wasmtraceWtProcess, error) {
 	}
 	// The kernel binary-searches the ranges: sort them, and refuse
 	// overlaps, which would make the search miss.
+	if !(c.Verify >= 0 && c.Verify <= 1) {
+		return nil, fmt.Errorf("verification fraction %v is not between 0 and 1", c.Verify)
+	}
 	ranges := slices.Clone(c.Ranges)
 	slices.SortFunc(ranges, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
 	v := &wasmtraceWtProcess{Nranges: uint32(len(ranges))}
+	// A sample is logged when a uniform 32-bit random number is below
+	// VerifyBelow: 1<<32 logs all.
+	v.VerifyBelow = uint64(math.Round(c.Verify * (1 << 32)))
 	for i, r := range ranges {
 		if r[1] <= r[0] || (i > 0 && r[0] < ranges[i-1][1]) {
 			return nil, fmt.Errorf("compiled-code range %#x-%#x is empty or overlaps another", r[0], r[1])
@@ -107,9 +118,52 @@ type Sample struct {
 	// ActStart[i] is the index in PCs of activation i's innermost frame;
 	// activation 0 is the innermost.
 	ActStart []uint16
+	// Log is what the walk read, for the samples chosen for verification
+	// (ProcessConfig.Verify); nil for the others.
+	Log *ReadLog
 }
 
-var sampleHeaderSize = int(unsafe.Offsetof(wasmtraceWtSample{}.Pcs))
+// ReadLog is every user-memory read of one kernel walk, in order: with the
+// sample's registers, all that a replay of the walk needs.
+type ReadLog struct {
+	FSBase uint64 // the thread pointer the walk used (0: unknown)
+	// Gen identifies the configuration the walk used; Ranges are its
+	// compiled-code ranges (sorted), nil when that configuration is no
+	// longer known.
+	Gen    uint32
+	Ranges [][2]uint64
+	// Overflow: the walk read more than the log holds; Reads is a prefix.
+	Overflow bool
+	// NoRegs: the walk did not start, the user registers were unreadable.
+	NoRegs bool
+	Reads  []Read
+}
+
+// Read is one logged read.
+type Read struct {
+	Addr  uint64
+	Size  uint32 // 1 to 8 bytes
+	Errno int32  // 0 when the read succeeded, else the (positive) errno
+	Value uint64 // the bytes read, little-endian; 0 when it failed
+}
+
+// Bytes returns the bytes the read returned.
+func (r Read) Bytes() []byte {
+	b := make([]byte, r.Size)
+	for i := range b {
+		b[i] = byte(r.Value >> (8 * i))
+	}
+	return b
+}
+
+var (
+	sampleHeaderSize = int(unsafe.Offsetof(wasmtraceWtSample{}.Pcs))
+	sampleSize       = int(unsafe.Sizeof(wasmtraceWtSample{}))
+	// A logged sample: the whole sample, the log's header, its reads.
+	logHeaderSize = int(unsafe.Offsetof(wasmtraceWtRecord{}.Log) + unsafe.Offsetof(wasmtraceWtReadlog{}.Reads))
+	readSize      = int(unsafe.Sizeof(wasmtraceWtRead{}))
+	maxReads      = len(wasmtraceWtReadlog{}.Reads)
+)
 
 func decodeSample(raw []byte) (Sample, error) {
 	if len(raw) < sampleHeaderSize {
@@ -148,5 +202,49 @@ func decodeSample(raw []byte) (Sample, error) {
 		comm = append(comm, byte(c))
 	}
 	s.Comm = string(comm)
+	if k.Flags&uint8(wasmtraceWtSampleFlagWT_SAMPLE_LOGGED) != 0 {
+		log, err := decodeLog(raw)
+		if err != nil {
+			return Sample{}, err
+		}
+		s.Log = log
+	}
 	return s, nil
+}
+
+// decodeLog decodes the read log that follows a whole sample.
+func decodeLog(raw []byte) (*ReadLog, error) {
+	if len(raw) < logHeaderSize {
+		return nil, fmt.Errorf("logged sample of %d bytes has no read log", len(raw))
+	}
+	le := binary.NativeEndian
+	var k wasmtraceWtReadlog
+	h := raw[sampleSize:]
+	flags := le.Uint32(h[unsafe.Offsetof(k.Flags):])
+	n := int(le.Uint32(h[unsafe.Offsetof(k.Nreads):]))
+	if n > maxReads || logHeaderSize+n*readSize > len(raw) {
+		return nil, fmt.Errorf("read log claims %d reads in %d bytes", n, len(raw))
+	}
+	log := &ReadLog{
+		FSBase:   le.Uint64(h[unsafe.Offsetof(k.Fsbase):]),
+		Gen:      le.Uint32(h[unsafe.Offsetof(k.Gen):]),
+		Overflow: flags&uint32(wasmtraceWtLogFlagWT_LOG_OVERFLOW) != 0,
+		NoRegs:   flags&uint32(wasmtraceWtLogFlagWT_LOG_NO_REGS) != 0,
+		Reads:    make([]Read, n),
+	}
+	var e wasmtraceWtRead
+	for i := range log.Reads {
+		b := raw[logHeaderSize+i*readSize:]
+		r := Read{
+			Addr:  le.Uint64(b[unsafe.Offsetof(e.Addr):]),
+			Value: le.Uint64(b[unsafe.Offsetof(e.Value):]),
+			Size:  le.Uint32(b[unsafe.Offsetof(e.Size):]),
+			Errno: -int32(le.Uint32(b[unsafe.Offsetof(e.Err):])),
+		}
+		if r.Size == 0 || r.Size > 8 || r.Errno < 0 {
+			return nil, fmt.Errorf("read %d of the log is malformed: %d bytes, error %d", i, r.Size, r.Errno)
+		}
+		log.Reads[i] = r
+	}
+	return log, nil
 }

@@ -52,18 +52,61 @@ type wasmtraceWtLayout struct {
 	SeedSpRem      uint64
 }
 
+type wasmtraceWtLimit uint32
+
+const (
+	wasmtraceWtLimitWT_LIMIT_FRAMES      wasmtraceWtLimit = 256
+	wasmtraceWtLimitWT_LIMIT_ACTIVATIONS wasmtraceWtLimit = 32
+	wasmtraceWtLimitWT_LIMIT_RANGES      wasmtraceWtLimit = 128
+	wasmtraceWtLimitWT_LIMIT_CTS         wasmtraceWtLimit = 64
+	wasmtraceWtLimitWT_LIMIT_STEPS       wasmtraceWtLimit = 352
+	wasmtraceWtLimitWT_LIMIT_READS       wasmtraceWtLimit = 1024
+)
+
+type wasmtraceWtLogFlag uint32
+
+const (
+	wasmtraceWtLogFlagWT_LOG_OVERFLOW wasmtraceWtLogFlag = 1
+	wasmtraceWtLogFlagWT_LOG_NO_REGS  wasmtraceWtLogFlag = 2
+)
+
 type wasmtraceWtProcess struct {
-	_       structs.HostLayout
-	Layout  wasmtraceWtLayout
-	Nranges uint32
-	Pad     uint32
-	Ranges  [128]wasmtraceWtRange
+	_           structs.HostLayout
+	Layout      wasmtraceWtLayout
+	Nranges     uint32
+	Gen         uint32
+	VerifyBelow uint64
+	Ranges      [128]wasmtraceWtRange
 }
 
 type wasmtraceWtRange struct {
 	_     structs.HostLayout
 	Start uint64
 	End   uint64
+}
+
+type wasmtraceWtRead struct {
+	_     structs.HostLayout
+	Addr  uint64
+	Value uint64
+	Size  uint32
+	Err   int32
+}
+
+type wasmtraceWtReadlog struct {
+	_      structs.HostLayout
+	Fsbase uint64
+	Gen    uint32
+	Flags  uint32
+	Nreads uint32
+	Pad    uint32
+	Reads  [1024]wasmtraceWtRead
+}
+
+type wasmtraceWtRecord struct {
+	_   structs.HostLayout
+	S   wasmtraceWtSample
+	Log wasmtraceWtReadlog
 }
 
 type wasmtraceWtSample struct {
@@ -75,7 +118,7 @@ type wasmtraceWtSample struct {
 	Where    uint8
 	Stop     uint8
 	Nact     uint8
-	Pad0     uint8
+	Flags    uint8
 	Nframes  uint16
 	Pad1     uint16
 	Pad2     uint32
@@ -86,6 +129,12 @@ type wasmtraceWtSample struct {
 	ActStart [32]uint16
 	Pcs      [256]uint64
 }
+
+type wasmtraceWtSampleFlag uint32
+
+const (
+	wasmtraceWtSampleFlagWT_SAMPLE_LOGGED wasmtraceWtSampleFlag = 1
+)
 
 type wasmtraceWtStop uint32
 
@@ -123,6 +172,9 @@ const (
 	wasmtraceProgWasmtraceSample = "wasmtrace_sample"
 	wasmtraceVarUnusedBound      = "unused_bound"
 	wasmtraceVarUnusedCounter    = "unused_counter"
+	wasmtraceVarUnusedLimit      = "unused_limit"
+	wasmtraceVarUnusedLogFlag    = "unused_log_flag"
+	wasmtraceVarUnusedSampleFlag = "unused_sample_flag"
 	wasmtraceVarUnusedStop       = "unused_stop"
 	wasmtraceVarUnusedWhere      = "unused_where"
 )
@@ -186,10 +238,13 @@ type wasmtraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type wasmtraceVariableSpecs struct {
-	UnusedBound   *ebpf.VariableSpec `ebpf:"unused_bound"`
-	UnusedCounter *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedStop    *ebpf.VariableSpec `ebpf:"unused_stop"`
-	UnusedWhere   *ebpf.VariableSpec `ebpf:"unused_where"`
+	UnusedBound      *ebpf.VariableSpec `ebpf:"unused_bound"`
+	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedLimit      *ebpf.VariableSpec `ebpf:"unused_limit"`
+	UnusedLogFlag    *ebpf.VariableSpec `ebpf:"unused_log_flag"`
+	UnusedSampleFlag *ebpf.VariableSpec `ebpf:"unused_sample_flag"`
+	UnusedStop       *ebpf.VariableSpec `ebpf:"unused_stop"`
+	UnusedWhere      *ebpf.VariableSpec `ebpf:"unused_where"`
 }
 
 // wasmtraceObjects contains all objects after they have been loaded into the kernel.
@@ -231,10 +286,13 @@ func (m *wasmtraceMaps) Close() error {
 //
 // It can be passed to loadWasmtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type wasmtraceVariables struct {
-	UnusedBound   *ebpf.Variable `ebpf:"unused_bound"`
-	UnusedCounter *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedStop    *ebpf.Variable `ebpf:"unused_stop"`
-	UnusedWhere   *ebpf.Variable `ebpf:"unused_where"`
+	UnusedBound      *ebpf.Variable `ebpf:"unused_bound"`
+	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedLimit      *ebpf.Variable `ebpf:"unused_limit"`
+	UnusedLogFlag    *ebpf.Variable `ebpf:"unused_log_flag"`
+	UnusedSampleFlag *ebpf.Variable `ebpf:"unused_sample_flag"`
+	UnusedStop       *ebpf.Variable `ebpf:"unused_stop"`
+	UnusedWhere      *ebpf.Variable `ebpf:"unused_where"`
 }
 
 // wasmtracePrograms contains all programs after they have been loaded into the kernel.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Mapping is one line of /proc/PID/maps.
@@ -90,9 +91,15 @@ func parseMapsLine(s string) (Mapping, error) {
 		return Mapping{}, fmt.Errorf("malformed inode %q", f[4])
 	}
 	if len(f) > 5 {
-		// The path is everything after the inode column, spaces included.
-		idx := strings.Index(s, f[5])
-		m.Path = strings.TrimRight(s[idx:], " ")
+		// The path is everything after the inode column, spaces
+		// included: skip five columns rather than search for the path's
+		// first word, which may also appear in an earlier column.
+		rest := s
+		for range 5 {
+			rest = strings.TrimLeftFunc(rest, unicode.IsSpace)
+			rest = rest[strings.IndexFunc(rest, unicode.IsSpace):]
+		}
+		m.Path = strings.TrimRight(strings.TrimLeftFunc(rest, unicode.IsSpace), " ")
 	}
 	return m, nil
 }

@@ -2,30 +2,31 @@ package profile
 
 import (
 	"bufio"
-	"fmt"
 	"io"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 )
 
-// escapeFrame keeps a name to one frame of one line: ';' separates frames
-// and a newline separates stacks in the folded format, so both are
-// replaced (as inferno and FlameGraph's stackcollapse scripts do).
-var escapeFrame = strings.NewReplacer(";", ":", "\n", " ", "\r", " ")
-
 // WriteFolded writes Brendan Gregg's folded format: one line per distinct
-// stack, frames root first joined by ';', a space, the count. Lines are
-// sorted by stack, as flamegraph.pl and inferno expect.
+// stack, frames root first joined by ';', a space, the count. Names are
+// shown by DisplayName, so they hold no ';' and no newline; stacks that
+// then read the same (the same function name in two modules) share a line.
+// Lines are sorted, as flamegraph.pl and inferno expect.
 func (p *Profile) WriteFolded(w io.Writer) error {
-	lines := make([]string, 0, len(p.counts))
-	for _, e := range p.counts {
-		names := make([]string, len(e.frames))
-		for i, f := range e.frames {
-			names[i] = escapeFrame.Replace(f)
+	counts := map[string]int{}
+	for _, s := range p.Stacks() {
+		names := make([]string, len(s.Frames))
+		for i, f := range s.Frames {
+			names[i] = DisplayName(f.Name)
 		}
-		lines = append(lines, fmt.Sprintf("%s %d", strings.Join(names, ";"), e.count))
+		counts[strings.Join(names, ";")] += s.Count
 	}
-	sort.Strings(lines)
+	lines := make([]string, 0, len(counts))
+	for stack, n := range counts {
+		lines = append(lines, stack+" "+strconv.Itoa(n))
+	}
+	slices.Sort(lines)
 	bw := bufio.NewWriter(w)
 	for _, l := range lines {
 		bw.WriteString(l)

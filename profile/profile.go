@@ -1,16 +1,26 @@
-// Package profile aggregates symbolized stacks and writes them in the
-// formats people open: folded stacks for flame graphs, and a top-functions
-// table.
+// Package profile aggregates symbolized samples and writes them in the
+// formats people open: a top-functions table, folded stacks, pprof,
+// an interactive flame graph (SVG) and speedscope JSON.
+//
+// Every format is written from the same aggregated samples: a Sample keeps
+// its frames (each with a kind, and a module for Wasm frames), its pid and
+// process name, tid and thread name, so no format has to recover what
+// another dropped.
+// How frame names are made safe for every format is decided in one place,
+// DisplayName (escape.go).
 package profile
 
 import (
-	"sort"
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
 
-// Marker frames: names in brackets cannot be Wasm function names, so they
-// never collide with a real frame.
+// Marker frames: names in brackets are not names Wasm toolchains give
+// functions, so they stand out from real frames in every format.
 const (
 	// Host is host code: on top of a stack, the host function Wasm called;
 	// between two Wasm activations, the host code that called back in.
@@ -23,80 +33,281 @@ const (
 	UnwindFailedPrefix = "[unwind failed: "
 )
 
-// UnwindFailed is the root frame of a sample whose walk stopped early.
+// UnwindFailed is the name of the root frame of a sample whose walk
+// stopped early.
 func UnwindFailed(reason string) string { return UnwindFailedPrefix + reason + "]" }
 
-// Profile is a multiset of stacks, each root first.
+// Kind says what a frame stands for.
+type Kind uint8
+
+const (
+	// KindWasm is code of a compiled Wasm module: a function body, named
+	// from the module's name section or wasm[M]::function[I]; or, rarely,
+	// other code in the module's image, named by its symbol.
+	KindWasm Kind = iota + 1
+	// KindHost is the [host] marker.
+	KindHost
+	// KindNoWasm is the [no Wasm] root of a sample with no Wasm on the
+	// stack.
+	KindNoWasm
+	// KindUnwindFailed is the [unwind failed: REASON] root of a sample
+	// whose walk stopped early.
+	KindUnwindFailed
+	// KindUnresolved is an address in no known function, named 0x....
+	KindUnresolved
+	// KindThread is the "tid N (NAME)" root that Stacks puts above each
+	// stack when the profile is split by thread. Samples never hold one.
+	KindThread
+	// KindProcess is the "pid N (NAME)" root that Stacks puts above each
+	// stack when the profile is split by process. Samples never hold one.
+	KindProcess
+)
+
+var kindNames = [...]string{
+	KindWasm:         "wasm",
+	KindHost:         "host",
+	KindNoWasm:       "no-wasm",
+	KindUnwindFailed: "unwind-failed",
+	KindUnresolved:   "unresolved",
+	KindThread:       "thread",
+	KindProcess:      "process",
+}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Frame is one frame of a stack. Frames are compared as values: two frames
+// are the same frame when kind, name and module are equal.
+type Frame struct {
+	Kind Kind
+	// Name is the frame's name as recorded, not escaped: a Wasm function's
+	// name exactly as its module names it, the marker text for markers
+	// ("[host]", "[unwind failed: bad fp]"), the address for unresolved
+	// frames. Writers show DisplayName(Name).
+	Name string
+	// Module is the name of the Wasm module a KindWasm frame belongs to,
+	// from the module's name section. It is "" for every other kind, and
+	// for Wasm frames whose module has no name (most modules built by
+	// toolchains without a module name, and functions known only from a
+	// perf map): wasmtrace does not make one up, so that a name always
+	// comes from the module itself.
+	Module string
+}
+
+// WasmFrame is a frame of compiled Wasm code in module (may be "").
+func WasmFrame(name, module string) Frame {
+	return Frame{Kind: KindWasm, Name: name, Module: module}
+}
+
+// HostFrame is the [host] marker.
+func HostFrame() Frame { return Frame{Kind: KindHost, Name: Host} }
+
+// NoWasmFrame is the [no Wasm] root.
+func NoWasmFrame() Frame { return Frame{Kind: KindNoWasm, Name: NoWasm} }
+
+// UnwindFailedFrame is the [unwind failed: reason] root.
+func UnwindFailedFrame(reason string) Frame {
+	return Frame{Kind: KindUnwindFailed, Name: UnwindFailed(reason)}
+}
+
+// UnresolvedFrame is an address that no known function contains.
+func UnresolvedFrame(pc uint64) Frame {
+	return Frame{Kind: KindUnresolved, Name: fmt.Sprintf("%#x", pc)}
+}
+
+// ThreadFrame is the root Stacks puts above a thread's stacks.
+func ThreadFrame(tid int, thread string) Frame {
+	return Frame{Kind: KindThread, Name: fmt.Sprintf("tid %d (%s)", tid, thread)}
+}
+
+// ProcessFrame is the root Stacks puts above a process's stacks.
+func ProcessFrame(pid int, process string) Frame {
+	return Frame{Kind: KindProcess, Name: fmt.Sprintf("pid %d (%s)", pid, process)}
+}
+
+// IsMarker reports whether f is one of wasmtrace's bracketed markers.
+func (f Frame) IsMarker() bool {
+	return f.Kind == KindHost || f.Kind == KindNoWasm || f.Kind == KindUnwindFailed
+}
+
+func compareFrames(a, b Frame) int {
+	return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind), strings.Compare(a.Module, b.Module))
+}
+
+// Sample is one stack seen on one thread.
+type Sample struct {
+	Frames  []Frame // root first
+	PID     int
+	Process string // the process's name (its main thread's comm)
+	TID     int
+	Thread  string // the thread's name (comm) when sampled
+}
+
+// Count is a distinct sample and how often it was seen.
+type Count struct {
+	Sample
+	N int
+}
+
+// Profile is a multiset of samples, with what is known of the recording.
 type Profile struct {
+	// PID and Comm name the process recorded; PID is 0 when the profile
+	// holds several processes (each sample names its own).
 	PID      int
-	Comm     string
-	Hz       int
+	Comm     string // the process's name
+	Hz       int    // sampling frequency per CPU; 0 if unknown
 	Duration time.Duration
 	Lost     uint64 // samples the kernel could not deliver
+	// ByThread splits the profile by thread: the folded, text and svg
+	// formats root each stack at "tid N (NAME)", and speedscope writes one
+	// profile per thread instead of one for all. pprof always labels each
+	// sample with its pid, tid and thread name.
+	ByThread bool
+	// ByProcess splits the profile by process in the same way: stacks
+	// are rooted at "pid N (NAME)" (above the thread, with ByThread), and
+	// speedscope writes one profile per process (or per thread).
+	ByProcess bool
 
-	counts map[string]*entry
+	counts map[string]*Count
 	total  int
 }
 
-type entry struct {
-	frames []string
-	count  int
+// New makes an empty profile.
+func New() *Profile { return &Profile{counts: map[string]*Count{}} }
+
+// Add counts one occurrence of s.
+func (p *Profile) Add(s Sample) { p.AddN(s, 1) }
+
+// AddN counts n occurrences of s. The profile keeps its own copy of
+// s.Frames.
+func (p *Profile) AddN(s Sample, n int) {
+	key := sampleKey(s)
+	c := p.counts[key]
+	if c == nil {
+		s.Frames = slices.Clone(s.Frames)
+		c = &Count{Sample: s}
+		p.counts[key] = c
+	}
+	c.N += n
+	p.total += n
 }
 
-// New makes an empty profile.
-func New() *Profile { return &Profile{counts: map[string]*entry{}} }
-
-// Add counts one occurrence of stack (root first).
-func (p *Profile) Add(stack []string) { p.AddN(stack, 1) }
-
-// AddN counts n occurrences of stack.
-func (p *Profile) AddN(stack []string, n int) {
-	key := strings.Join(stack, "\x00")
-	e := p.counts[key]
-	if e == nil {
-		e = &entry{frames: append([]string(nil), stack...)}
-		p.counts[key] = e
+// sampleKey encodes every field of s, each string length-prefixed, so two
+// samples share a key only when they are equal.
+func sampleKey(s Sample) string {
+	var b []byte
+	str := func(v string) {
+		b = strconv.AppendInt(b, int64(len(v)), 10)
+		b = append(b, ':')
+		b = append(b, v...)
 	}
-	e.count += n
-	p.total += n
+	b = strconv.AppendInt(b, int64(s.PID), 10)
+	b = append(b, '/')
+	str(s.Process)
+	b = strconv.AppendInt(b, int64(s.TID), 10)
+	b = append(b, '/')
+	str(s.Thread)
+	for _, f := range s.Frames {
+		b = append(b, byte(f.Kind))
+		str(f.Name)
+		str(f.Module)
+	}
+	return string(b)
 }
 
 // Total is the number of samples.
 func (p *Profile) Total() int { return p.total }
 
-// Stack is one distinct stack and how often it was seen.
+// Period is the sampling period in nanoseconds, 0 if Hz is unknown.
+func (p *Profile) Period() int64 {
+	if p.Hz <= 0 {
+		return 0
+	}
+	return int64(time.Second) / int64(p.Hz)
+}
+
+// Samples returns the distinct samples, ordered by pid, process name, tid,
+// thread name and frames, so output is deterministic.
+func (p *Profile) Samples() []Count {
+	out := make([]Count, 0, len(p.counts))
+	for _, c := range p.counts {
+		out = append(out, *c)
+	}
+	slices.SortFunc(out, func(a, b Count) int {
+		return cmp.Or(cmp.Compare(a.PID, b.PID), strings.Compare(a.Process, b.Process), cmp.Compare(a.TID, b.TID),
+			strings.Compare(a.Thread, b.Thread), slices.CompareFunc(a.Frames, b.Frames, compareFrames))
+	})
+	return out
+}
+
+// Stack is one distinct stack as the folded, text and svg formats show it,
+// and how often it was seen.
 type Stack struct {
-	Frames []string // root first
+	Frames []Frame // root first; KindProcess, KindThread roots with ByProcess, ByThread
 	Count  int
 }
 
-// Stacks returns the distinct stacks, most frequent first, ties in
-// lexical order, so output is deterministic.
+// Stacks returns the distinct stacks: samples with equal frames are merged
+// across threads and processes, unless ByProcess or ByThread, which root
+// each stack at its process and then its thread. Most frequent first, ties
+// in frame order.
 func (p *Profile) Stacks() []Stack {
-	out := make([]Stack, 0, len(p.counts))
-	for _, e := range p.counts {
-		out = append(out, Stack{Frames: e.frames, Count: e.count})
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Count != out[j].Count {
-			return out[i].Count > out[j].Count
+	by := map[string]*Stack{}
+	for _, c := range p.counts {
+		frames := c.Frames
+		if p.ByThread {
+			frames = append([]Frame{ThreadFrame(c.TID, c.Thread)}, frames...)
 		}
-		return strings.Join(out[i].Frames, ";") < strings.Join(out[j].Frames, ";")
+		if p.ByProcess {
+			frames = append([]Frame{ProcessFrame(c.PID, c.Process)}, frames...)
+		}
+		key := sampleKey(Sample{Frames: frames})
+		s := by[key]
+		if s == nil {
+			s = &Stack{Frames: frames}
+			by[key] = s
+		}
+		s.Count += c.N
+	}
+	out := make([]Stack, 0, len(by))
+	for _, s := range by {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b Stack) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), slices.CompareFunc(a.Frames, b.Frames, compareFrames))
 	})
 	return out
+}
+
+// subject names what was recorded: "pid N (NAME)", or "N processes"
+// when the profile holds several.
+func (p *Profile) subject() string {
+	if p.PID != 0 {
+		return fmt.Sprintf("pid %d (%s)", p.PID, DisplayName(p.Comm))
+	}
+	pids := map[int]bool{}
+	for _, c := range p.counts {
+		pids[c.PID] = true
+	}
+	if len(pids) == 1 {
+		for _, c := range p.counts {
+			return fmt.Sprintf("pid %d (%s)", c.PID, DisplayName(c.Process))
+		}
+	}
+	return fmt.Sprintf("%d processes", len(pids))
 }
 
 // WithWasm counts the samples that had Wasm on the stack.
 func (p *Profile) WithWasm() int {
 	n := 0
-	for _, e := range p.counts {
-		if len(e.frames) > 0 && !isRootMarker(e.frames[0]) {
-			n += e.count
+	for _, c := range p.counts {
+		if len(c.Frames) > 0 && c.Frames[0].Kind != KindNoWasm && c.Frames[0].Kind != KindUnwindFailed {
+			n += c.N
 		}
 	}
 	return n
-}
-
-func isRootMarker(f string) bool {
-	return f == NoWasm || strings.HasPrefix(f, UnwindFailedPrefix)
 }

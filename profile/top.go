@@ -2,19 +2,25 @@ package profile
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 )
+
+// TopFunctions is how many functions the text format lists.
+const TopFunctions = 25
 
 // Func is one function's share of the samples.
 type Func struct {
-	Name  string
-	Self  int // samples with this function as the leaf
-	Total int // samples with this function anywhere on the stack
+	Name  string // as DisplayName shows it
+	Self  int    // samples with this function as the leaf
+	Total int    // samples with this function anywhere on the stack
 }
 
-// Funcs aggregates by function name, ordered by self then total samples.
+// Funcs aggregates by displayed name (a function of the same name in two
+// modules is one row, as in folded output), ordered by self then total
+// samples, then name.
 func (p *Profile) Funcs() []Func {
 	by := map[string]*Func{}
 	get := func(n string) *Func {
@@ -25,32 +31,26 @@ func (p *Profile) Funcs() []Func {
 		}
 		return f
 	}
-	for _, e := range p.counts {
-		if len(e.frames) == 0 {
+	for _, s := range p.Stacks() {
+		if len(s.Frames) == 0 {
 			continue
 		}
 		seen := map[string]bool{}
-		for _, n := range e.frames {
+		for _, fr := range s.Frames {
+			n := DisplayName(fr.Name)
 			if !seen[n] { // recursion counts once towards total
 				seen[n] = true
-				get(n).Total += e.count
+				get(n).Total += s.Count
 			}
 		}
-		get(e.frames[len(e.frames)-1]).Self += e.count
+		get(DisplayName(s.Frames[len(s.Frames)-1].Name)).Self += s.Count
 	}
 	out := make([]Func, 0, len(by))
 	for _, f := range by {
 		out = append(out, *f)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Self != b.Self {
-			return a.Self > b.Self
-		}
-		if a.Total != b.Total {
-			return a.Total > b.Total
-		}
-		return a.Name < b.Name
+	slices.SortFunc(out, func(a, b Func) int {
+		return cmp.Or(cmp.Compare(b.Self, a.Self), cmp.Compare(b.Total, a.Total), cmp.Compare(a.Name, b.Name))
 	})
 	return out
 }
@@ -58,8 +58,8 @@ func (p *Profile) Funcs() []Func {
 // WriteTop writes a summary line and the top n functions by self time.
 func (p *Profile) WriteTop(w io.Writer, n int) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "pid %d (%s): %d samples in %.1fs at %d Hz, %d with Wasm on the stack, %d lost\n",
-		p.PID, p.Comm, p.total, p.Duration.Seconds(), p.Hz, p.WithWasm(), p.Lost)
+	fmt.Fprintf(bw, "%s: %d samples in %.1fs at %d Hz, %d with Wasm on the stack, %d lost\n",
+		p.subject(), p.total, p.Duration.Seconds(), p.Hz, p.WithWasm(), p.Lost)
 	if p.total == 0 {
 		fmt.Fprintln(bw, "no samples: the process used no CPU while wasmtrace ran")
 		return bw.Flush()

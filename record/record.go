@@ -19,6 +19,7 @@ import (
 	"github.com/wasmtrace/wasmtrace/proc"
 	"github.com/wasmtrace/wasmtrace/profile"
 	"github.com/wasmtrace/wasmtrace/symbolize"
+	"github.com/wasmtrace/wasmtrace/verify"
 )
 
 // Options of a recording.
@@ -30,6 +31,16 @@ type Options struct {
 	Log      *slog.Logger
 	// Refresh is how often the target's modules are rescanned.
 	Refresh time.Duration
+	// All records every process that runs Wasmtime (RunAll sets it).
+	All bool
+	// Tick, if set, is called every TickEvery (default 1 s) with the
+	// profile so far, from the recording goroutine: it may read p and
+	// st, but not keep them.
+	Tick      func(p *profile.Profile, st *Stats)
+	TickEvery time.Duration
+	// Verify is the fraction of samples (0 to 1) whose kernel walk is
+	// checked against the Go walker (Stats.Verify); 0 checks none.
+	Verify float64
 }
 
 // ErrTargetExited is returned, with the profile recorded so far, when the
@@ -54,6 +65,15 @@ func Prepare(pid int, log *slog.Logger) (*Target, error) {
 	if !proc.Exists(pid) {
 		return nil, fmt.Errorf("no process with pid %d", pid)
 	}
+	// The binary first: it rules out processes without Wasmtime before
+	// any of their memory is read.
+	l, err := layout.ForProcess(pid, "")
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("inspect pid %d: %w (run as root)", pid, err)
+	}
+	if err != nil && !errors.Is(err, layout.ErrUnknownBuild) {
+		return nil, err
+	}
 	syms := symbolize.New(pid, proc.ProcessMemory{PID: pid})
 	if _, err := syms.Refresh(); err != nil {
 		if errors.Is(err, os.ErrPermission) {
@@ -61,18 +81,18 @@ func Prepare(pid int, log *slog.Logger) (*Target, error) {
 		}
 		return nil, fmt.Errorf("find compiled Wasm modules of pid %d: %w", pid, err)
 	}
-	// A module's .wasmtime.engine section names the version when the
-	// binary does not.
-	version := ""
-	for _, m := range syms.Modules() {
-		if m.Version != "" {
-			version = m.Version
-			break
+	if l == nil {
+		// A compiled module's .wasmtime.engine section names the
+		// version when the binary does not.
+		for _, m := range syms.Modules() {
+			if m.Version != "" {
+				l, err = layout.ForProcess(pid, m.Version)
+				break
+			}
 		}
-	}
-	l, err := layout.ForProcess(pid, version)
-	if err != nil {
-		return nil, err
+		if l == nil {
+			return nil, err
+		}
 	}
 	a, err := arch.ByName(goarchOfProcess())
 	if err != nil {
@@ -87,98 +107,226 @@ func Prepare(pid int, log *slog.Logger) (*Target, error) {
 // exits. It returns the profile gathered in every case but a failure to
 // start.
 func Run(ctx context.Context, t *Target, opt Options) (*profile.Profile, *Stats, error) {
+	s, err := newSession(opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer s.close()
+	if err := s.add(t); err != nil {
+		return nil, nil, err
+	}
+	s.p.PID, s.p.Comm = t.PID, t.Comm
+	return s.run(ctx)
+}
+
+// RunAll records every process that runs Wasmtime, including those that
+// start (or start using Wasmtime) during the recording.
+func RunAll(ctx context.Context, opt Options) (*profile.Profile, *Stats, error) {
+	opt.All = true
+	s, err := newSession(opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer s.close()
+	s.discover()
+	return s.run(ctx)
+}
+
+// session is one recording of one or more processes.
+type session struct {
+	opt     Options
+	tr      *loader.Tracer
+	p       *profile.Profile
+	st      *Stats
+	targets map[uint32]*tracked
+	disc    *discovery // nil unless recording every process
+}
+
+// tracked is a process being walked by the kernel.
+type tracked struct {
+	t      *Target
+	ranges [][2]uint64
+	b      stackBuilder
+}
+
+func newSession(opt Options) (*session, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	if opt.Refresh == 0 {
 		opt.Refresh = 200 * time.Millisecond
 	}
+	if opt.TickEvery == 0 {
+		opt.TickEvery = time.Second
+	}
 	tr, err := loader.Open(opt.Hz)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	defer tr.Close()
-
-	ranges := clampRanges(t.Syms.TextRanges(), opt.Log)
-	if err := tr.SetProcess(t.PID, loader.ProcessConfig{Layout: t.Layout, Arch: t.Arch, Ranges: ranges}); err != nil {
-		return nil, nil, err
+	s := &session{
+		opt:     opt,
+		tr:      tr,
+		p:       profile.New(),
+		st:      &Stats{Stops: map[string]int{}},
+		targets: map[uint32]*tracked{},
 	}
+	if opt.Verify > 0 {
+		s.st.Verify = verify.New()
+	}
+	s.p.Hz = opt.Hz
+	if opt.All {
+		s.disc = newDiscovery(opt.Log)
+	}
+	return s, nil
+}
 
-	p := profile.New()
-	p.PID, p.Comm, p.Hz = t.PID, t.Comm, opt.Hz
-	st := &Stats{Stops: map[string]int{}}
-	b := stackBuilder{syms: t.Syms, threads: opt.Threads, stats: st}
+func (s *session) close() { s.tr.Close() }
 
+// add starts walking t.
+func (s *session) add(t *Target) error {
+	k := &tracked{t: t, b: stackBuilder{syms: t.Syms, threads: s.opt.Threads, stats: s.st}}
+	k.ranges = clampRanges(t.Syms.TextRanges(), s.opt.Log)
+	if err := s.tr.SetProcess(t.PID, loader.ProcessConfig{Layout: t.Layout, Arch: t.Arch, Ranges: k.ranges, Verify: s.opt.Verify}); err != nil {
+		return err
+	}
+	s.targets[uint32(t.PID)] = k
+	s.st.Processes++
+	s.opt.Log.Debug("tracing", "pid", t.PID, "comm", t.Comm, "wasmtime", t.Layout.Version)
+	return nil
+}
+
+// refresh rescans each process's modules, forgets processes that exited
+// and, with discovery on, looks for new ones. It returns an error when the
+// one process a single-target recording follows has exited.
+func (s *session) refresh(start time.Time) error {
+	for pid, k := range s.targets {
+		if !proc.Exists(int(pid)) {
+			_ = s.tr.RemoveProcess(int(pid))
+			delete(s.targets, pid)
+			if s.disc == nil {
+				return fmt.Errorf("pid %d: %w after %.1fs", pid, ErrTargetExited, time.Since(start).Seconds())
+			}
+			s.opt.Log.Debug("process exited", "pid", pid)
+			continue
+		}
+		if _, err := k.t.Syms.Refresh(); err != nil {
+			s.opt.Log.Debug("rescan modules", "pid", pid, "err", err)
+		}
+		nr := clampRanges(k.t.Syms.TextRanges(), s.opt.Log)
+		if slices.Equal(nr, k.ranges) {
+			continue
+		}
+		k.ranges = nr
+		cfg := loader.ProcessConfig{Layout: k.t.Layout, Arch: k.t.Arch, Ranges: nr, Verify: s.opt.Verify}
+		if err := s.tr.SetProcess(int(pid), cfg); err != nil {
+			s.opt.Log.Warn("update compiled-code ranges", "pid", pid, "err", err)
+		}
+		s.opt.Log.Debug("compiled-code ranges changed", "pid", pid, "ranges", len(nr))
+	}
+	if s.disc != nil {
+		s.discover()
+	}
+	return nil
+}
+
+// discover adds the Wasmtime processes not seen before.
+func (s *session) discover() {
+	for _, t := range s.disc.scan(func(pid int) bool { return s.targets[uint32(pid)] != nil }) {
+		if err := s.add(t); err != nil {
+			s.opt.Log.Warn("cannot trace", "pid", t.PID, "err", err)
+		}
+	}
+}
+
+// handle symbolizes one sample into the profile.
+func (s *session) handle(smp loader.Sample) {
+	k := s.targets[smp.PID]
+	if k == nil {
+		return // a process that exited, sampled before it was removed
+	}
+	if s.st.Verify != nil {
+		s.st.Verify.Check(smp, k.t.Layout, k.t.Arch)
+	}
+	ps := k.b.stack(smp)
+	ps.Process = k.t.Comm
+	s.p.Add(ps)
+}
+
+func (s *session) run(ctx context.Context) (*profile.Profile, *Stats, error) {
 	start := time.Now()
 	var end time.Time
-	if opt.Duration > 0 {
-		end = start.Add(opt.Duration)
+	if s.opt.Duration > 0 {
+		end = start.Add(s.opt.Duration)
 	}
-	nextRefresh := start.Add(opt.Refresh)
+	nextRefresh := start.Add(s.opt.Refresh)
+	nextTick := start.Add(s.opt.TickEvery)
 	var runErr error
-loop:
-	for {
+	for runErr == nil {
 		now := time.Now()
-		if !end.IsZero() && !now.Before(end) {
-			break
-		}
-		if ctx.Err() != nil {
+		if (!end.IsZero() && !now.Before(end)) || ctx.Err() != nil {
 			break
 		}
 		if !now.Before(nextRefresh) {
-			nextRefresh = now.Add(opt.Refresh)
-			if !proc.Exists(t.PID) {
-				runErr = fmt.Errorf("pid %d: %w after %.1fs", t.PID, ErrTargetExited, time.Since(start).Seconds())
-				break loop
-			}
-			if _, err := t.Syms.Refresh(); err != nil {
-				opt.Log.Debug("rescan modules", "err", err)
-			}
-			if nr := clampRanges(t.Syms.TextRanges(), opt.Log); !slices.Equal(nr, ranges) {
-				ranges = nr
-				if err := tr.SetProcess(t.PID, loader.ProcessConfig{Layout: t.Layout, Arch: t.Arch, Ranges: ranges}); err != nil {
-					opt.Log.Warn("update compiled-code ranges", "err", err)
-				}
-				opt.Log.Debug("compiled-code ranges changed", "ranges", len(ranges))
+			nextRefresh = now.Add(s.opt.Refresh)
+			if runErr = s.refresh(start); runErr != nil {
+				break
 			}
 		}
+		if s.opt.Tick != nil && !now.Before(nextTick) {
+			nextTick = now.Add(s.opt.TickEvery)
+			s.p.Duration = now.Sub(start)
+			s.counters()
+			s.opt.Tick(s.p, s.st)
+		}
 		deadline := nextRefresh
+		if s.opt.Tick != nil && nextTick.Before(deadline) {
+			deadline = nextTick
+		}
 		if !end.IsZero() && end.Before(deadline) {
 			deadline = end
 		}
-		s, err := tr.Read(deadline)
+		smp, err := s.tr.Read(deadline)
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			continue
 		case err != nil:
 			runErr = fmt.Errorf("read samples: %w", err)
-			break loop
+		default:
+			s.handle(smp)
 		}
-		p.Add(b.stack(s))
 	}
 	// Stop walking before draining, so the drain ends.
-	_ = tr.RemoveProcess(t.PID)
+	for pid := range s.targets {
+		_ = s.tr.RemoveProcess(int(pid))
+	}
 	for {
-		s, err := tr.Read(time.Now().Add(50 * time.Millisecond))
+		smp, err := s.tr.Read(time.Now().Add(50 * time.Millisecond))
 		if err != nil {
 			break
 		}
-		p.Add(b.stack(s))
+		s.handle(smp)
 	}
-	p.Duration = time.Since(start)
-	if c, err := tr.Counters(); err == nil {
-		p.Lost = c.Lost
-		st.Lost = c.Lost
+	s.p.Duration = time.Since(start)
+	s.counters()
+	return s.p, s.st, runErr
+}
+
+func (s *session) counters() {
+	if c, err := s.tr.Counters(); err == nil {
+		s.p.Lost = c.Lost
+		s.st.Lost = c.Lost
 	}
-	return p, st, runErr
 }
 
 // Stats describe the quality of a recording.
 type Stats struct {
-	Samples int
+	Samples   int
+	Processes int // processes traced at some point
 	// Stops counts samples whose walk failed, by reason.
 	Stops map[string]int
 	Lost  uint64
+	// Verify is the comparison of kernel and Go walks (Options.Verify),
+	// nil when off.
+	Verify *verify.Verifier
 }
 
 func clampRanges(r [][2]uint64, log *slog.Logger) [][2]uint64 {

@@ -1,7 +1,6 @@
 package record
 
 import (
-	"fmt"
 	"runtime"
 	"slices"
 
@@ -12,29 +11,28 @@ import (
 )
 
 type stackBuilder struct {
-	syms    *symbolize.Symbolizer
+	syms *symbolize.Symbolizer
+	// threads is Options.Threads. Splitting by thread is now a matter of
+	// output (profile.Profile.ByThread): samples always carry their
+	// thread, and no longer a "tid N (NAME)" frame.
 	threads bool
 	stats   *Stats
 }
 
-// stack turns one kernel sample into a symbolized stack, root first.
-func (b *stackBuilder) stack(s loader.Sample) []string {
+// stack turns one kernel sample into a symbolized sample, root first.
+func (b *stackBuilder) stack(s loader.Sample) profile.Sample {
 	b.stats.Samples++
-	leaf := b.frames(s)
-	out := make([]string, 0, len(leaf)+1)
-	if b.threads {
-		out = append(out, fmt.Sprintf("tid %d (%s)", s.TID, s.Comm))
-	}
-	slices.Reverse(leaf)
-	return append(out, leaf...)
+	frames := b.frames(s)
+	slices.Reverse(frames)
+	return profile.Sample{Frames: frames, PID: int(s.PID), TID: int(s.TID), Thread: s.Comm}
 }
 
 // frames returns the sample's frames, innermost first.
-func (b *stackBuilder) frames(s loader.Sample) []string {
+func (b *stackBuilder) frames(s loader.Sample) []profile.Frame {
 	stop := walker.Stop(s.Stop)
 	if stop != walker.StopOK {
 		b.stats.Stops[stop.String()]++
-		return []string{profile.UnwindFailed(stop.String())}
+		return []profile.Frame{profile.UnwindFailedFrame(stop.String())}
 	}
 	if s.Where != loader.InWasm {
 		// The kernel saw a PC outside every module it knew of. If the
@@ -44,52 +42,59 @@ func (b *stackBuilder) frames(s loader.Sample) []string {
 		if f, _, ok := b.syms.Lookup(s.UserPC); ok && f.Kind != symbolize.Other {
 			const why = "module compiled after the last range update"
 			b.stats.Stops[why]++
-			return []string{profile.UnwindFailed(why)}
+			return []profile.Frame{profile.UnwindFailedFrame(why)}
 		}
 	}
 	if len(s.PCs) == 0 {
-		return []string{profile.NoWasm}
+		return []profile.Frame{profile.NoWasmFrame()}
 	}
-	var out []string
-	push := func(name string) {
-		if name == profile.Host && len(out) > 0 && out[len(out)-1] == profile.Host {
+	var out []profile.Frame
+	push := func(f profile.Frame) {
+		if f.Kind == profile.KindHost && len(out) > 0 && out[len(out)-1].Kind == profile.KindHost {
 			return
 		}
-		out = append(out, name)
+		out = append(out, f)
 	}
 	if s.Where == loader.InHost {
-		push(profile.Host)
+		push(profile.HostFrame())
 	}
 	act := 0
 	for i, pc := range s.PCs {
 		for act+1 < len(s.ActStart) && int(s.ActStart[act+1]) <= i {
 			act++
-			push(profile.Host)
+			push(profile.HostFrame())
 		}
 		lookup := pc
 		if i > 0 || s.Where != loader.InWasm {
 			lookup = pc - 1 // a return address: the call is the byte before
 		}
-		push(b.name(lookup))
+		push(b.frame(lookup))
 	}
 	// Activations with no frames of their own at the end (possible when
 	// sampled inside an entry trampoline) still mark host code.
 	for act+1 < len(s.ActStart) {
 		act++
-		push(profile.Host)
+		push(profile.HostFrame())
 	}
 	return out
 }
 
-func (b *stackBuilder) name(pc uint64) string {
-	f, _, ok := b.syms.Lookup(pc)
+// frame names the code at pc. A Wasm frame's module is the module's own
+// name (its name section), or "" when it has none: wasmtrace does not
+// invent one (see profile.Frame.Module).
+func (b *stackBuilder) frame(pc uint64) profile.Frame {
+	f, m, ok := b.syms.Lookup(pc)
 	switch {
 	case !ok:
-		return fmt.Sprintf("%#x", pc)
+		return profile.UnresolvedFrame(pc)
 	case f.Kind == symbolize.Trampoline:
-		return profile.Host
+		return profile.HostFrame()
 	}
-	return f.Name
+	module := ""
+	if m != nil {
+		module = m.Name
+	}
+	return profile.WasmFrame(f.Name, module)
 }
 
 // goarchOfProcess is the architecture wasmtrace runs on; a process it can

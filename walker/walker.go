@@ -48,6 +48,15 @@ const (
 	MaxFrames      = 256
 	MaxActivations = 32
 	MaxCTS         = 64
+	// MaxSteps bounds the walk's loop (steps 4 and 5): one frame, one
+	// region end or one CallThreadState per step.
+	MaxSteps = MaxFrames + MaxCTS + MaxActivations
+	// MaxReads bounds the memory reads of one walk, none longer than 8
+	// bytes: at most 10 before the loop (the TLS slot, four store and CTS
+	// words, the saved base, the prologue check's two code reads and its
+	// return address) and at most 7 per step (a CallThreadState of the
+	// sampled store in the newer generation).
+	MaxReads = 10 + 7*MaxSteps
 )
 
 // Where a thread was when its stack was taken.
@@ -142,8 +151,8 @@ func Walk(mem proc.Memory, l *layout.Layout, a arch.Arch, t Thread, inWasm func(
 		return res
 	}
 	isWasm := inWasm(t.PC)
-	slot, ok := w.word(uint64(int64(t.ThreadPointer) + l.TLSOffset))
-	if !ok {
+	var slot uint64
+	if !w.read(&slot, uint64(int64(t.ThreadPointer)+l.TLSOffset)) {
 		res.Stop = StopRead
 		return res
 	}
@@ -155,14 +164,15 @@ func Walk(mem proc.Memory, l *layout.Layout, a arch.Arch, t Thread, inWasm func(
 		return res
 	}
 
-	// Step 2: the store's current values, and what this CTS saved.
-	store, ok1 := w.word(cts + uint64(l.CTSStore))
-	curPC, ok2 := w.word(store + uint64(l.StoreExitPC))
-	curFP, ok3 := w.word(store + uint64(l.StoreExitFP))
-	curEntry, ok4 := w.word(store + uint64(l.StoreEntry))
-	base, ok5 := w.savedBase(cts)
-	oldEntry, ok6 := w.word(base + uint64(l.SavedEntry))
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+	// Step 2: the store's current values, and what this CTS saved. Reads
+	// stop at the first failure, like the C's chain of ||.
+	var store, curPC, curFP, curEntry, base, oldEntry uint64
+	if !(w.read(&store, cts+uint64(l.CTSStore)) &&
+		w.read(&curPC, store+uint64(l.StoreExitPC)) &&
+		w.read(&curFP, store+uint64(l.StoreExitFP)) &&
+		w.read(&curEntry, store+uint64(l.StoreEntry)) &&
+		w.savedBase(cts, &base) &&
+		w.read(&oldEntry, base+uint64(l.SavedEntry))) {
 		res.Stop = StopRead
 		return res
 	}
@@ -187,8 +197,8 @@ func Walk(mem proc.Memory, l *layout.Layout, a arch.Arch, t Thread, inWasm func(
 	} else {
 		res.Where = InHost
 		if entered && curPC != 0 {
-			fp, ok := w.exitFP(curFP)
-			if !ok {
+			fp := curFP
+			if !w.exitFP(&fp) {
 				res.Stop = StopRead
 				return res
 			}
@@ -197,7 +207,7 @@ func Walk(mem proc.Memory, l *layout.Layout, a arch.Arch, t Thread, inWasm func(
 	}
 
 	// Steps 4 and 5, bounded like the kernel's loop.
-	for i := 0; i < MaxFrames+MaxCTS+MaxActivations && !w.done; i++ {
+	for i := 0; i < MaxSteps && !w.done; i++ {
 		w.step()
 	}
 	res.Stop = StopTooDeep
@@ -210,9 +220,12 @@ func Walk(mem proc.Memory, l *layout.Layout, a arch.Arch, t Thread, inWasm func(
 	return res
 }
 
-func (w *walk) word(addr uint64) (uint64, bool) {
+// read is the C's read_word: one little-endian word into *dst, false when
+// unreadable (and *dst is then 0, as bpf_probe_read_user leaves it).
+func (w *walk) read(dst *uint64, addr uint64) bool {
 	v, err := proc.Word(w.mem, addr)
-	return v, err == nil
+	*dst = v
+	return err == nil
 }
 
 // finish ends the walk; it returns true, like the C's "stop the loop".
@@ -221,19 +234,24 @@ func (w *walk) finish(s Stop) bool {
 	return true
 }
 
-// exitFP is the last Wasm FP of an activation from its saved exit FP field.
-func (w *walk) exitFP(field uint64) (uint64, bool) {
-	if w.l.ExitFPIndirect() && field != 0 {
-		return w.word(field)
+// exitFP turns an activation's saved exit FP field, in place, into its last
+// Wasm FP: newer builds save the exit trampoline's FP, whose record holds
+// the Wasm FP. False when that record is unreadable.
+func (w *walk) exitFP(fp *uint64) bool {
+	if w.l.ExitFPIndirect() && *fp != 0 {
+		return w.read(fp, *fp)
 	}
-	return field, true
+	return true
 }
 
-func (w *walk) savedBase(cts uint64) (uint64, bool) {
+// savedBase is where a CTS keeps what the store held before its
+// activation began: the CTS itself, or the EntryStoreContext it points to.
+func (w *walk) savedBase(cts uint64, base *uint64) bool {
 	if !w.l.SavedIndirect() {
-		return cts, true
+		*base = cts
+		return true
 	}
-	return w.word(cts + uint64(w.l.CTSOld))
+	return w.read(base, cts+uint64(w.l.CTSOld))
 }
 
 // startRegion is steps 3 and 5's common end: begin a region at pc/fp with
@@ -270,28 +288,21 @@ func (w *walk) nextRegion() bool {
 	if cts == 0 {
 		return w.finish(StopOK)
 	}
-	store, ok1 := w.word(cts + uint64(w.l.CTSStore))
-	prev, ok2 := w.word(cts + uint64(w.l.CTSPrev))
-	if !(ok1 && ok2) {
+	var store, prev uint64
+	if !(w.read(&store, cts+uint64(w.l.CTSStore)) && w.read(&prev, cts+uint64(w.l.CTSPrev))) {
 		return w.finish(StopRead)
 	}
 	w.cts = prev
 	if store != w.store {
 		return false // another store's activation: opaque host code to us
 	}
-	base, ok1 := w.savedBase(cts)
-	pc, ok2 := w.word(base + uint64(w.l.SavedExitPC))
-	fpField, ok3 := w.word(base + uint64(w.l.SavedExitFP))
-	entry, ok4 := w.word(base + uint64(w.l.SavedEntry))
-	if !(ok1 && ok2 && ok3 && ok4) {
+	var base, pc, fp, entry uint64
+	if !(w.savedBase(cts, &base) &&
+		w.read(&pc, base+uint64(w.l.SavedExitPC)) &&
+		w.read(&fp, base+uint64(w.l.SavedExitFP)) &&
+		w.read(&entry, base+uint64(w.l.SavedEntry)) &&
+		(pc == 0 || w.exitFP(&fp))) {
 		return w.finish(StopRead)
-	}
-	fp := fpField
-	if pc != 0 {
-		var ok bool
-		if fp, ok = w.exitFP(fpField); !ok {
-			return w.finish(StopRead)
-		}
 	}
 	return w.startRegion(pc, fp, entry)
 }
@@ -319,9 +330,8 @@ func (w *walk) step() bool {
 		return w.finish(StopTooDeep)
 	}
 	w.res.PCs = append(w.res.PCs, w.pc)
-	ra, ok1 := w.word(fp + w.a.ReturnAddrOffset)
-	older, ok2 := w.word(fp + w.a.NextOlderFPOffset)
-	if !(ok1 && ok2) {
+	var ra, older uint64
+	if !(w.read(&ra, fp+w.a.ReturnAddrOffset) && w.read(&older, fp+w.a.NextOlderFPOffset)) {
 		return w.finish(StopRead)
 	}
 	if older <= fp {
@@ -347,11 +357,13 @@ func (w *walk) callerPCOutsideFrame(pc, sp uint64) uint64 {
 	}
 	switch {
 	case code[0] == 0x55 || code[0] == 0xc3:
-		ra, _ := w.word(sp)
+		var ra uint64
+		w.read(&ra, sp)
 		return ra
 	case code[0] == 0x48:
 		if _, err := w.mem.ReadAt(code[:], pc); err == nil && code[1] == 0x89 && code[2] == 0xe5 {
-			ra, _ := w.word(sp + 8)
+			var ra uint64
+			w.read(&ra, sp+8)
 			return ra
 		}
 	}

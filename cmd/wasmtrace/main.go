@@ -16,7 +16,9 @@ const usage = `wasmtrace samples where a running Wasmtime process spends CPU, by
 Usage:
   wasmtrace -p PID [flags]          same as "wasmtrace record -p PID"
   wasmtrace record -p PID [flags]   sample stacks and print a profile
+  wasmtrace top -p PID              a live view, refreshed every second
   wasmtrace inspect -p PID          show how wasmtrace sees the process's Wasmtime
+  wasmtrace dump -p PID             print every thread's Wasm stack now (pauses each thread briefly)
   wasmtrace version
 
 Run "wasmtrace COMMAND -h" for the flags of a command.
@@ -53,8 +55,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "record":
 		err = cmdRecord(args, stdout, stderr)
+	case "top":
+		err = cmdTop(args, stdout, stderr)
 	case "inspect":
 		err = cmdInspect(args, stdout, stderr)
+	case "dump":
+		err = cmdDump(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "wasmtrace", version)
 	case "help":

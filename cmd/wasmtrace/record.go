@@ -12,40 +12,64 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/wasmtrace/wasmtrace/profile"
 	"github.com/wasmtrace/wasmtrace/record"
 )
 
 func cmdRecord(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("record", flag.ContinueOnError)
-	pid := fs.Int("p", 0, "`PID` of the process to trace (required)")
+	pid := fs.Int("p", 0, "`PID` of the process to trace")
+	var all bool
+	fs.BoolVar(&all, "a", false, "trace every process that runs Wasmtime, including ones started later")
+	fs.BoolVar(&all, "all", false, "same as -a")
 	hz := fs.Int("F", 99, "sampling frequency in `HZ` per CPU")
 	var dur time.Duration
 	fs.Var(durationFlag{&dur}, "d", "stop after `DURATION` (5s, 1m); default: until Ctrl-C")
 	out := fs.String("o", "-", "write the profile to `FILE` (- for stdout)")
-	format := fs.String("format", "text", "`FORMAT` of the profile: text (top functions) or folded (flame graph input)")
-	threads := fs.Bool("threads", false, "root each stack at its thread (tid and name)")
+	format := fs.String("format", "", "`FORMAT` of the profile: text, folded, pprof, svg, speedscope\n(default: from the -o file name; text on stdout)")
+	threads := fs.Bool("threads", false, "split the profile by thread: root each stack at its thread (tid and name);\none speedscope profile per thread")
 	verbose := fs.Bool("v", false, "log what wasmtrace does on stderr")
+	var verifyFrac float64
+	fs.Var(verifyFlag{&verifyFrac}, "verify", "check the kernel's walk of `FRACTION` of the samples (all if bare) against\nthe Go walker; differences make the exit status 4 (see above)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: wasmtrace record -p PID [-F HZ] [-d DURATION] [-o FILE] [--format text|folded] [--threads]
+		fmt.Fprint(fs.Output(), `Usage: wasmtrace record -p PID|-a [-F HZ] [-d DURATION] [-o FILE] [--format FORMAT] [--threads] [--verify[=FRACTION]]
 
 Samples the process's threads on every CPU and prints where its WebAssembly
 spends CPU. Stacks list Wasm functions; [host] marks host code (on top: a host
 function Wasm called; in between: host code that called back into Wasm);
-[no Wasm] counts samples with no Wasm on the stack.
+[no Wasm] counts samples with no Wasm on the stack. With -a, every process
+that runs Wasmtime is traced, including processes started (or compiling
+their first module) later and those in containers; stacks are rooted at
+"name (pid N)", N being the pid as seen from wasmtrace.
+
+Formats (--format FORMAT, or chosen by the -o file name; stdout gets text):
+  text        top functions by self time
+              sudo wasmtrace record -p 1234 -d 10s
+  folded      folded stacks (*.folded), for flamegraph.pl and inferno
+              sudo wasmtrace record -p 1234 -d 10s -o wasm.folded
+  pprof       gzipped profile.proto (*.pb.gz, *.pprof), labels pid, tid, thread
+              sudo wasmtrace record -p 1234 -d 10s -o wasm.pb.gz && go tool pprof -http=: wasm.pb.gz
+  svg         interactive flame graph (*.svg): click to zoom, search; open in a browser
+              sudo wasmtrace record -p 1234 -d 10s -o wasm.svg
+  speedscope  speedscope JSON (*.speedscope.json), open in https://www.speedscope.app
+              sudo wasmtrace record -p 1234 -d 10s -o wasm.speedscope.json
 
 `)
+		fmt.Fprint(fs.Output(), verifyHelp+"\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	if *pid == 0 {
-		fmt.Fprintln(stderr, "wasmtrace record: -p PID is required")
+	if (*pid == 0) == !all {
+		fmt.Fprintln(stderr, "wasmtrace record: give either -p PID or -a")
 		return errUsage
 	}
-	if *format != "text" && *format != "folded" {
-		fmt.Fprintf(stderr, "wasmtrace record: unknown format %q (text, folded)\n", *format)
+	f, err := profile.ChooseFormat(*format, *out)
+	if err != nil {
+		fmt.Fprintf(stderr, "wasmtrace record: %v\n", err)
 		return errUsage
 	}
 	if *hz < 1 || *hz > 10000 {
@@ -54,9 +78,11 @@ function Wasm called; in between: host code that called back into Wasm);
 	}
 	log := newLogger(stderr, *verbose)
 
-	t, err := record.Prepare(*pid, log)
-	if err != nil {
-		return err
+	var t *record.Target
+	if !all {
+		if t, err = record.Prepare(*pid, log); err != nil {
+			return err
+		}
 	}
 	// Open the output before sampling, so a bad path fails at once.
 	w, closeOut, err := openOutput(*out, stdout)
@@ -70,26 +96,40 @@ function Wasm called; in between: host code that called back into Wasm);
 		<-ctx.Done()
 		stop()
 	}()
-	fmt.Fprintf(stderr, "wasmtrace: sampling pid %d (%s, Wasmtime %s) at %d Hz%s\n",
-		t.PID, t.Comm, t.Layout.Version, *hz, untilText(dur))
-	p, st, runErr := record.Run(ctx, t, record.Options{PID: *pid, Hz: *hz, Duration: dur, Threads: *threads, Log: log})
+	opt := record.Options{PID: *pid, Hz: *hz, Duration: dur, Threads: *threads, Log: log, Verify: verifyFrac}
+	if isTerminal(stderr) {
+		opt.Tick = statusLine(stderr)
+	}
+	var p *profile.Profile
+	var st *record.Stats
+	var runErr error
+	if all {
+		fmt.Fprintf(stderr, "wasmtrace: sampling every Wasmtime process at %d Hz%s\n", *hz, untilText(dur))
+		p, st, runErr = record.RunAll(ctx, opt)
+	} else {
+		fmt.Fprintf(stderr, "wasmtrace: sampling pid %d (%s, Wasmtime %s) at %d Hz%s\n",
+			t.PID, t.Comm, t.Layout.Version, *hz, untilText(dur))
+		p, st, runErr = record.Run(ctx, t, opt)
+	}
+	if opt.Tick != nil {
+		fmt.Fprint(stderr, "\r\x1b[K") // clear the status line
+	}
 	if p == nil {
 		closeOut()
 		return runErr
 	}
-	var werr error
-	switch *format {
-	case "folded":
-		werr = p.WriteFolded(w)
-	default:
-		werr = p.WriteTop(w, 25)
-	}
+	p.ByThread = *threads
+	p.ByProcess = all
+	werr := p.Write(w, f)
 	if cerr := closeOut(); werr == nil {
 		werr = cerr
 	}
 	summarize(stderr, p, st)
 	if werr != nil {
 		return fmt.Errorf("write profile to %s: %w", *out, werr)
+	}
+	if err := reportVerify(stderr, st.Verify, t); err != nil {
+		return err
 	}
 	if runErr != nil {
 		if errors.Is(runErr, record.ErrTargetExited) {
@@ -137,4 +177,17 @@ func newLogger(stderr io.Writer, verbose bool) *slog.Logger {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// statusLine returns a Tick that keeps one line on a terminal up to date.
+func statusLine(w io.Writer) func(*profile.Profile, *record.Stats) {
+	return func(p *profile.Profile, st *record.Stats) {
+		fmt.Fprintf(w, "\r\x1b[K%5.0fs  %d samples  %d with Wasm  %d processes  %d lost",
+			p.Duration.Seconds(), p.Total(), p.WithWasm(), st.Processes, st.Lost)
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
