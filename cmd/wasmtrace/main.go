@@ -15,7 +15,8 @@ const usage = `wasmtrace samples where a running Wasmtime process spends CPU, by
 
 Usage:
   wasmtrace -p PID [flags]          same as "wasmtrace record -p PID"
-  wasmtrace record -p PID [flags]   sample stacks and print a profile
+  wasmtrace record -p PID [flags]   sample stacks and write a profile
+  wasmtrace record -a [flags]       the same for every process that runs Wasmtime
   wasmtrace top -p PID              a live view, refreshed every second
   wasmtrace inspect -p PID          show how wasmtrace sees the process's Wasmtime
   wasmtrace dump -p PID             print every thread's Wasm stack now (pauses each thread briefly)
@@ -24,9 +25,12 @@ Usage:
 Run "wasmtrace COMMAND -h" for the flags of a command.
 
 Examples:
-  sudo wasmtrace -p 1234                         top functions until Ctrl-C
-  sudo wasmtrace -p 1234 -d 10s -o out.folded --format folded
-  sudo wasmtrace -p 1234 -d 5s --format folded -o - | flamegraph.pl > wasm.svg
+  sudo wasmtrace -p 1234                     top functions, until Ctrl-C
+  sudo wasmtrace -p 1234 -d 10s -o wasm.svg  interactive flame graph
+  sudo wasmtrace -p 1234 -d 10s -o wasm.pb.gz && go tool pprof -top wasm.pb.gz
+  sudo wasmtrace -a -d 30s -o all.folded     every Wasmtime process on the host
+  sudo wasmtrace top -p 1234                 live view
+  sudo wasmtrace dump -p 1234                every thread's Wasm stack, now
 `
 
 // version is set by the linker for releases.
