@@ -28,7 +28,7 @@ func TestErrors(t *testing.T) {
 		{"no such pid", []string{"-p", "999999999", "-d", "1s"}, 1, "no process with pid 999999999"},
 		{"not wasmtime", []string{"-p", fmt.Sprint(sleeper.Process.Pid), "-d", "1s"}, 1, "no Wasmtime in this process"},
 		{"stripped", []string{"-p", fmt.Sprint(stripped.Process.Pid), "-d", "1s"}, 1, "stripped"},
-		{"missing pid", []string{"record"}, 2, "-p PID is required"},
+		{"missing pid", []string{"record"}, 2, "give either -p PID or -a"},
 		{"bad duration", []string{"-p", "1", "-d", "soon"}, 2, "not a duration"},
 		{"bad format", []string{"-p", "1", "--format", "xml"}, 2, `unknown format "xml"`},
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},

@@ -60,6 +60,9 @@ var identEscapes = strings.NewReplacer(
 )
 
 func unescapeIdent(s string) string {
+	if !strings.ContainsAny(s, "$.") {
+		return s
+	}
 	// An identifier that starts with an escape is prefixed with "_".
 	if strings.HasPrefix(s, "_$") {
 		s = s[1:]

@@ -1,11 +1,22 @@
 package layout
 
+import (
+	"sort"
+	"strings"
+)
+
 // knownBuilds are the builds whose field offsets were verified on live
 // processes (see ../shared/notes/wasmtime-internals.md, section 3): the Go
 // module github.com/bytecodealliance/wasmtime-go at v3.0.2, v37.0.0 and
 // v39.0.1, whose prebuilt libwasmtime.a is Wasmtime 3.0.0, 37.0.0 and 39.0.0.
 // The TLS slot is not in the table: it depends on how the embedder was
 // linked, and is always computed from the binary.
+//
+// The table never supplies an offset: offsets are decoded from the binary
+// (discover.go), and the table only cross-checks them. A build of a listed
+// version whose code disagrees is refused (ErrTableConflict): Rust layouts
+// depend on the compiler and features, so the same version number does not
+// prove the same layout, but a disagreement means one of the two is wrong.
 var knownBuilds = map[string]Layout{
 	// crates/runtime/src/traphandlers.rs and vmcontext.rs at v3.0.0.
 	"3.0.0": {
@@ -50,4 +61,36 @@ var knownBuilds = map[string]Layout{
 		StoreExitPC: 0x30,
 		StoreEntry:  0x40,
 	},
+}
+
+// tableEntry returns the table's layout for version: an exact match, or,
+// for a major version alone ("39", as 39's .wasmtime.engine says), the one
+// entry of that major.
+func tableEntry(version string) (Layout, string, bool) {
+	if k, ok := knownBuilds[version]; ok {
+		return k, version, true
+	}
+	if version == "" || strings.Contains(version, ".") {
+		return Layout{}, "", false
+	}
+	var found []string
+	for v := range knownBuilds {
+		if strings.HasPrefix(v, version+".") {
+			found = append(found, v)
+		}
+	}
+	if len(found) != 1 {
+		return Layout{}, "", false
+	}
+	return knownBuilds[found[0]], found[0], true
+}
+
+// KnownVersions lists the builds of the table.
+func KnownVersions() []string {
+	out := make([]string, 0, len(knownBuilds))
+	for v := range knownBuilds {
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }

@@ -3,6 +3,20 @@
 // CallThreadState, and the byte offsets of the fields behind it. Rust does
 // not fix struct layouts, so these are facts about one build, established
 // from its binary and never guessed.
+//
+// Every offset is decoded from the machine code of the Wasmtime functions
+// that use it, found by symbol (discover.go, on the interpreter of
+// x86.go); each Fact of a Layout's Provenance names the instruction. The
+// table of builds verified live (known.go) is only a cross-check: where it
+// has an entry for the version and disagrees, the build is refused. It can
+// be turned off with WASMTRACE_LAYOUT_TABLE=off (Options.Table). A build
+// whose layout cannot be decoded with confidence (stripped, no Wasmtime
+// symbols, a function not found, a pattern not recognised) is refused
+// with a sentence saying what was missing.
+//
+// For a running process (EstablishProcess) the layout is then checked
+// against its memory without stopping it (live.go), and Wasmtime in a
+// shared library loaded at start-up is supported (library.go).
 package layout
 
 import (
@@ -26,6 +40,25 @@ const (
 	// are saved in an EntryStoreContext that CallThreadState points to.
 	EntryFP Generation = 2
 )
+
+// Short names the generation in one word.
+func (g Generation) Short() string {
+	switch g {
+	case Seed:
+		return "seed"
+	case EntryFP:
+		return "entry-FP"
+	}
+	return fmt.Sprintf("generation(%d)", int(g))
+}
+
+// tlsMask is how the generation tags the thread-local word.
+func (g Generation) tlsMask() uint64 {
+	if g == EntryFP {
+		return ^uint64(1)
+	}
+	return ^uint64(0)
+}
 
 func (g Generation) String() string {
 	switch g {
@@ -51,6 +84,15 @@ type Layout struct {
 	TLSMask   uint64
 	TLSSymbol string // demangled name of the thread-local
 
+	// Library is the path of the shared library holding Wasmtime, "" when
+	// Wasmtime is linked into the executable. Its thread-local is then at
+	// TLSModuleOffset in the library's TLS block; TLSOffset is where that
+	// block sits from the thread pointer (the same for every thread when
+	// the library was loaded at start-up: static TLS).
+	Library         string
+	TLSModuleOffset int64
+	tlsIndex        uint64 // link-time address of the library's tls_index
+
 	// CallThreadState fields.
 	CTSStore uint32 // *VMStoreContext (seed: *VMRuntimeLimits)
 	CTSPrev  uint32 // *CallThreadState of the enclosing call
@@ -67,14 +109,20 @@ type Layout struct {
 	StoreExitFP uint32 // EntryFP: last_wasm_exit_trampoline_fp
 	StoreEntry  uint32 // EntryFP: last_wasm_entry_fp; Seed: last_wasm_entry_sp
 
-	// Provenance says, per fact, how it was established ("symbol ...",
-	// "table: verified build 39.0.0", "decoded from ...").
+	// Provenance says, per fact, how it was established and how it was
+	// cross-checked.
 	Provenance []Fact
+	// Live is what the running process confirmed (ForProcess only).
+	Live []Fact
 }
 
 // Fact records how one part of a layout was established.
 type Fact struct {
-	What, Value, How string
+	What   string // "CallThreadState.prev"
+	Value  string // "0xa8"
+	Source string // "decoded", "symbol", "binary", "process", "live"
+	How    string // the evidence: "followed as a list: F at 0x...: mov 0xa8(%r14),%r14"
+	Check  string // cross-checks: "table for 39.0.0 agrees", ...
 }
 
 // SavedIndirect reports whether the saved values sit behind CTSOld.
@@ -108,11 +156,40 @@ func (l *Layout) Validate() error {
 	return nil
 }
 
+// Where says in one sentence where the walk finds a thread's state.
+func (l *Layout) Where() string {
+	tag := ""
+	if l.TLSMask != ^uint64(0) {
+		tag = fmt.Sprintf(" (masked with %#x)", l.TLSMask)
+	}
+	switch l.Generation {
+	case EntryFP:
+		return fmt.Sprintf("the thread-local word at fs%+#x%s points to the innermost CallThreadState; "+
+			"its vm_store_context (VMStoreContext) holds the current activation's exit and entry, "+
+			"and old_state points to the EntryStoreContext on the stack that saved the previous one; prev links older CallThreadStates", l.TLSOffset, tag)
+	case Seed:
+		return fmt.Sprintf("the thread-local word at fs%+#x%s points to the innermost CallThreadState; "+
+			"its limits (VMRuntimeLimits) hold the current activation's exit and entry, "+
+			"the previous activation's values are saved inline in the CallThreadState, and prev links older ones", l.TLSOffset, tag)
+	}
+	return "unknown"
+}
+
 func (l *Layout) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Wasmtime %s, %s\n", orUnknown(l.Version), l.Generation)
+	fmt.Fprintf(&b, "Wasmtime %s, %s generation", orUnknown(l.Version), l.Generation.Short())
+	if l.Library != "" {
+		fmt.Fprintf(&b, ", in %s", l.Library)
+	}
+	b.WriteString("\n")
 	for _, f := range l.Provenance {
-		fmt.Fprintf(&b, "  %-34s %-10s %s\n", f.What, f.Value, f.How)
+		fmt.Fprintf(&b, "  %-46s %-9s %s: %s\n", f.What, f.Value, f.Source, f.How)
+		if f.Check != "" {
+			fmt.Fprintf(&b, "  %-46s %-9s check: %s\n", "", "", f.Check)
+		}
+	}
+	for _, f := range l.Live {
+		fmt.Fprintf(&b, "  live: %s: %s\n", f.What, f.How)
 	}
 	return b.String()
 }

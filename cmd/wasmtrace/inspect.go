@@ -4,7 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
+	"github.com/wasmtrace/wasmtrace/layout"
 	"github.com/wasmtrace/wasmtrace/record"
 	"github.com/wasmtrace/wasmtrace/symbolize"
 )
@@ -12,14 +14,15 @@ import (
 func cmdInspect(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
 	pid := fs.Int("p", 0, "`PID` of the process to inspect (required)")
-	verbose := fs.Bool("v", false, "list every function of every module")
+	verbose := fs.Bool("v", false, "show every cross-check in full, and every function of every module")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: wasmtrace inspect -p PID [-v]
 
 Shows what wasmtrace found in the process: the Wasmtime version and
-generation, where its per-thread state lives and how each offset was
-established, and the compiled modules in memory. Reads only; the process is
-not stopped.
+generation, where its per-thread state lives, each offset with the
+instruction of the binary it was decoded from and how it was cross-checked
+(the table of verified builds, the process's JIT code, its live memory),
+and the compiled modules in memory. Reads only; the process is not stopped.
 
 `)
 		fs.PrintDefaults()
@@ -35,10 +38,62 @@ not stopped.
 	if err != nil {
 		return err
 	}
+	l := t.Layout
 	fmt.Fprintf(stdout, "pid %d (%s), %s\n", t.PID, t.Comm, t.Arch.Name)
-	fmt.Fprint(stdout, t.Layout.String())
+	version := "Wasmtime " + l.Version
+	if l.Version == "" {
+		version = "Wasmtime (version unknown)"
+	}
+	if f := factNamed(l.Provenance, "version"); f != nil {
+		version += " (" + f.How + ")"
+	}
+	if l.Library != "" {
+		version += " in the shared library " + l.Library
+	}
+	fmt.Fprintf(stdout, "%s, %s generation\n", version, l.Generation.Short())
+	fmt.Fprintf(stdout, "State: %s.\n", l.Where())
+
+	table := "on"
+	if !layout.TableEnabled() {
+		table = "off (" + layout.TableEnv + "=off)"
+	}
+	fmt.Fprintf(stdout, "\nLayout: every offset decoded from the binary's code; table of verified builds %s\n", table)
+	// Facts named Struct.field are grouped under their struct.
+	group := ""
+	for _, f := range l.Provenance {
+		if f.What == "version" {
+			continue
+		}
+		name, value := f.What, f.Value
+		if st, fl, ok := strings.Cut(f.What, "."); ok {
+			if st != group {
+				fmt.Fprintf(stdout, "  %s\n", st)
+				group = st
+			}
+			name = "  " + fl
+		} else {
+			group = ""
+		}
+		if f.What == "thread-local tag mask" {
+			value = "bit 0"
+			if f.Value == "0xffffffffffffffff" {
+				value = "none"
+			}
+		}
+		fmt.Fprintf(stdout, "  %-30s %-8s %-18s %s\n", name, value, "["+checkTags(f.Check)+"]", f.How)
+		if *verbose && f.Check != "" {
+			fmt.Fprintf(stdout, "  %-30s %-8s %-18s checks: %s\n", "", "", "", f.Check)
+		}
+	}
+	if len(l.Live) > 0 {
+		fmt.Fprintln(stdout, "\nLive checks (memory read, process not stopped)")
+		for _, f := range l.Live {
+			fmt.Fprintf(stdout, "  %s: %s\n", f.What, f.How)
+		}
+	}
+
 	mods := t.Syms.Modules()
-	fmt.Fprintf(stdout, "%d compiled modules in memory\n", len(mods))
+	fmt.Fprintf(stdout, "\n%d compiled modules in memory\n", len(mods))
 	for _, m := range mods {
 		n, tramp := 0, 0
 		for _, f := range m.Funcs {
@@ -61,4 +116,44 @@ not stopped.
 		}
 	}
 	return nil
+}
+
+func factNamed(facts []layout.Fact, what string) *layout.Fact {
+	for i := range facts {
+		if facts[i].What == what {
+			return &facts[i]
+		}
+	}
+	return nil
+}
+
+// checkTags summarises a fact's cross-checks in a few words.
+func checkTags(check string) string {
+	var tags []string
+	for _, c := range []struct{ has, tag string }{
+		{"agrees with decoded from", "code ok"},
+		{"not cross-checked", "unchecked"},
+		{"table not consulted", "table off"},
+		{"no table entry", "not in table"},
+		{"table for", "table ok"},
+		{"live JIT code agrees", "JIT ok"},
+		{"live: ", "live"},
+	} {
+		if strings.Contains(check, c.has) && !contains(tags, c.tag) {
+			tags = append(tags, c.tag)
+		}
+	}
+	if len(tags) == 0 {
+		return "-"
+	}
+	return strings.Join(tags, ", ")
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
 }
