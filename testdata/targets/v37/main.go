@@ -11,9 +11,16 @@
 //
 // Command line:
 //
-//	-scenario NAME   chain|nested|hostburn|recursion|threads|late|all|idle (default all)
+//	-scenario NAME   chain|nested|hostburn|recursion|threads|late|all|idle,
+//	                 or one of the benchmark scenarios deep|modules (default all)
 //	-threads N       number of OS threads for the threads scenario (default 3)
 //	-late DURATION   delay before the late module starts (default 2s)
+//	-depth N         deep: exact number of Wasm frames on the stack (default 30)
+//	-iters N         deep, modules: burn-loop iterations per Wasm call
+//	                 (default 35000000, about 50 ms)
+//	-modules N       modules: number of modules compiled (default 100)
+//	-report DURATION deep, modules: print a progress line every DURATION
+//	                 (default 0: never)
 //
 // Once the Wasm work has started the program prints the single line "ready"
 // to stdout (the late scenario prints it at start-up, then "late-started"
@@ -44,6 +51,27 @@
 // Only the leaf functions (chain_c, inner_leaf, rec at n==0, late_leaf, and
 // the Go function behind host.burn) burn CPU; every intermediate function
 // does a little work after its call returns, so no call is in tail position.
+//
+// Benchmark scenarios (bench/ uses them; they compile benchWAT or
+// moduleWAT, never add to the scenarios above):
+//
+//	deep       deep x N  (N = -depth): one thread calls deep(N-1, iters);
+//	           deep(n) calls deep(n-1) for n > 0, deep(0) burns iters
+//	           iterations, so while it burns exactly N deep frames are on
+//	           the stack.
+//	modules    mod_work  -modules N modules (each named wasmtrace_mod_K,
+//	           K = 0..N-1) are compiled and instantiated before "ready";
+//	           one thread calls their export "work" round-robin.
+//
+// With -report D, the thread running Wasm prints after "ready", between two
+// calls, at most every D:
+//
+//	progress calls=C wall_ns=W cpu_ns=T
+//
+// C is the number of Wasm calls completed since the first, W the wall time
+// since the first call began (CLOCK_MONOTONIC), T that thread's CPU time
+// over the same span (CLOCK_THREAD_CPUTIME_ID): throughput per wall second
+// and per CPU second of the Wasm thread.
 package main
 
 import (
@@ -53,7 +81,9 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/bytecodealliance/wasmtime-go/v37"
 )
@@ -176,6 +206,55 @@ const lateWAT = `
     (local $i i32) (local $x i64)
     (local.set $x (global.get $acc))
     (local.set $i (i32.const 35000000))
+    (loop $spin
+      (local.set $x (i64.add (i64.mul (local.get $x) (i64.const 6364136223846793005))
+                             (i64.const 1442695040888963407)))
+      (global.set $acc (i64.xor (global.get $acc) (i64.shr_u (local.get $x) (i64.const 29))))
+      (br_if $spin (local.tee $i (i32.sub (local.get $i) (i32.const 1)))))
+    (global.get $acc))
+)
+`
+
+// benchWAT is compiled only by the deep scenario.
+// Keep identical across testdata/targets/{v39,v37,v3}/main.go.
+const benchWAT = `
+(module $wasmtrace_bench
+  (global $acc (mut i64) (i64.const 1))
+
+  ;; ---- deep: deep(n) -> deep(n-1) -> ... -> deep(0) (burns $iters) ----
+  (func $deep (export "deep") (param $n i32) (param $iters i32) (result i64)
+    (local $i i32) (local $x i64)
+    (if (result i64) (local.get $n)
+      (then
+        ;; work after the recursive call returns: not a tail call
+        (i64.add
+          (call $deep (i32.sub (local.get $n) (i32.const 1)) (local.get $iters))
+          (i64.extend_i32_u (local.get $n))))
+      (else
+        (local.set $x (global.get $acc))
+        (local.set $i (local.get $iters))
+        (loop $spin
+          (local.set $x (i64.add (i64.mul (local.get $x) (i64.const 6364136223846793005))
+                                 (i64.const 1442695040888963407)))
+          (global.set $acc (i64.xor (global.get $acc) (i64.shr_u (local.get $x) (i64.const 29))))
+          (br_if $spin (local.tee $i (i32.sub (local.get $i) (i32.const 1)))))
+        (global.get $acc))))
+)
+`
+
+// moduleWAT is the template of the modules compiled by the modules
+// scenario: %d is the module's number K, which makes each module (its
+// name and its constant) different.
+// Keep identical across testdata/targets/{v39,v37,v3}/main.go.
+const moduleWAT = `
+(module $wasmtrace_mod_%d
+  (global $acc (mut i64) (i64.const %d))
+
+  ;; ---- modules: mod_work (burns $iters) ----
+  (func $mod_work (export "work") (param $iters i32) (result i64)
+    (local $i i32) (local $x i64)
+    (local.set $x (global.get $acc))
+    (local.set $i (local.get $iters))
     (loop $spin
       (local.set $x (i64.add (i64.mul (local.get $x) (i64.const 6364136223846793005))
                              (i64.const 1442695040888963407)))
@@ -315,13 +394,112 @@ func runLate(delay time.Duration) {
 	loopExport(store, inst, "late_run", nil)
 }
 
+// threadCPU is the calling thread's CPU time.
+func threadCPU() time.Duration {
+	const clockThreadCPUTimeID = 3 // CLOCK_THREAD_CPUTIME_ID
+	var ts syscall.Timespec
+	if _, _, e := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTimeID, uintptr(unsafe.Pointer(&ts)), 0); e != 0 {
+		log.Fatalf("clock_gettime: %v", e)
+	}
+	return time.Duration(ts.Nano())
+}
+
+// benchLoop runs call forever on the current (locked) OS thread. With
+// report > 0 it prints a progress line, between two calls, at most every
+// report (see the package comment).
+func benchLoop(call func(), report time.Duration, started *sync.WaitGroup) {
+	started.Done()
+	start, startCPU := time.Now(), threadCPU()
+	next := start.Add(report)
+	for calls := 1; ; calls++ {
+		call()
+		if report <= 0 {
+			continue
+		}
+		if now := time.Now(); !now.Before(next) {
+			fmt.Fprintf(os.Stdout, "progress calls=%d wall_ns=%d cpu_ns=%d\n",
+				calls, now.Sub(start).Nanoseconds(), (threadCPU() - startCPU).Nanoseconds())
+			next = now.Add(report)
+		}
+	}
+}
+
+// mustCall calls f with args and ends the program on a trap.
+func mustCall(store *wasmtime.Store, f *wasmtime.Func, name string, args ...interface{}) {
+	if _, err := f.Call(store, args...); err != nil {
+		log.Fatalf("call %s: %v", name, err)
+	}
+}
+
+// spawnDeep runs the deep scenario: deep(depth-1, iters) forever.
+func spawnDeep(depth, iters int, report time.Duration, started *sync.WaitGroup) {
+	m := compile(benchWAT)
+	started.Add(1)
+	go func() {
+		runtime.LockOSThread()
+		store := wasmtime.NewStore(engine)
+		inst, err := wasmtime.NewInstance(store, m, nil)
+		if err != nil {
+			log.Fatalf("instantiate bench: %v", err)
+		}
+		f := inst.GetFunc(store, "deep")
+		if f == nil {
+			log.Fatalf("export deep not found")
+		}
+		n, it := int32(depth-1), int32(iters)
+		benchLoop(func() { mustCall(store, f, "deep", n, it) }, report, started)
+	}()
+}
+
+// spawnModules runs the modules scenario: n modules compiled and
+// instantiated up front, then their "work" called round-robin forever.
+func spawnModules(n, iters int, report time.Duration, started *sync.WaitGroup) {
+	mods := make([]*wasmtime.Module, n)
+	for k := range mods {
+		mods[k] = compile(fmt.Sprintf(moduleWAT, k, k+1))
+	}
+	started.Add(1)
+	go func() {
+		runtime.LockOSThread()
+		store := wasmtime.NewStore(engine)
+		funcs := make([]*wasmtime.Func, n)
+		for k, m := range mods {
+			inst, err := wasmtime.NewInstance(store, m, nil)
+			if err != nil {
+				log.Fatalf("instantiate module %d: %v", k, err)
+			}
+			if funcs[k] = inst.GetFunc(store, "work"); funcs[k] == nil {
+				log.Fatalf("module %d: export work not found", k)
+			}
+		}
+		it, k := int32(iters), 0
+		benchLoop(func() {
+			mustCall(store, funcs[k], "work", it)
+			k = (k + 1) % n
+		}, report, started)
+	}()
+}
+
 func main() {
-	scenario := flag.String("scenario", "all", "chain|nested|hostburn|recursion|threads|late|all|idle")
+	scenario := flag.String("scenario", "all", "chain|nested|hostburn|recursion|threads|late|all|idle|deep|modules")
 	threads := flag.Int("threads", 3, "number of OS threads for -scenario threads")
 	late := flag.Duration("late", 2*time.Second, "delay before the late module starts (-scenario late)")
+	depth := flag.Int("depth", 30, "exact number of Wasm frames on the stack (-scenario deep)")
+	iters := flag.Int("iters", 35000000, "burn-loop iterations per Wasm call (-scenario deep, modules)")
+	nmodules := flag.Int("modules", 100, "number of modules compiled (-scenario modules)")
+	report := flag.Duration("report", 0, "print a progress line every `DURATION` (-scenario deep, modules; 0: never)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("target: ")
+	if *depth < 1 || *depth > 10000 {
+		log.Fatalf("-depth must be in 1..10000")
+	}
+	if *iters < 1 || *iters > 1<<31-1 {
+		log.Fatalf("-iters must be in 1..2147483647")
+	}
+	if *nmodules < 1 || *nmodules > 10000 {
+		log.Fatalf("-modules must be in 1..10000")
+	}
 
 	engine = wasmtime.NewEngine() // default config: no profiler, no perfmap
 	mainModule = compile(mainWAT)
@@ -344,6 +522,10 @@ func main() {
 	case "idle":
 		store, inst := instantiate(mainModule) // instantiated, never called
 		keepAlive = append(keepAlive, store, inst)
+	case "deep":
+		spawnDeep(*depth, *iters, *report, &started)
+	case "modules":
+		spawnModules(*nmodules, *iters, *report, &started)
 	case "late":
 		// The main module is compiled and instantiated (but never called)
 		// up front; the late module is compiled only after the delay.
