@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmtrace/wasmtrace/internal/testtarget"
 )
 
 var (
@@ -45,69 +46,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requireRoot skips a test that needs root, except in CI where it fails.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("end-to-end tests need root (BPF and /proc/PID/mem), and CI=true forbids skipping")
-	}
-	t.Skip("needs root")
-}
+func requireRoot(t *testing.T) { t.Helper(); testtarget.RequireRoot(t) }
 
-// targetBin returns a built test target, building it if needed.
 func targetBin(t *testing.T, version string, stripped bool) string {
 	t.Helper()
-	bin := filepath.Join(repoRoot, "testdata/targets/bin", "target-"+version)
-	if stripped {
-		bin += "-stripped"
-	}
-	if _, err := os.Stat(bin); err != nil {
-		args := []string{version, filepath.Dir(bin)}
-		if stripped {
-			args = append(args, "stripped")
-		}
-		cmd := exec.Command(filepath.Join(repoRoot, "testdata/targets/build.sh"), args...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build target %s: %v\n%s", version, err, out)
-		}
-	}
-	return bin
+	return testtarget.Bin(t, version, stripped)
 }
 
-// startTarget runs a scenario and waits for its "ready" line.
 func startTarget(t *testing.T, bin string, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == "ready" {
-				ready <- true
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s %v did not print ready", bin, args)
-	}
-	return cmd
+	return testtarget.Start(t, bin, args...)
 }
 
 type result struct {

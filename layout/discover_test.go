@@ -1,50 +1,22 @@
 package layout
 
 import (
-	"bufio"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/wasmtrace/wasmtrace/internal/testtarget"
 )
 
 // inCI reports whether missing prerequisites must fail rather than skip.
 func inCI() bool { return os.Getenv("CI") == "true" }
 
-// targetBinary returns testdata/targets/bin/target-VERSION[-stripped],
-// building it with build.sh when missing. Under CI=true a build failure is
-// a test failure; elsewhere (no network, no gcc) the test is skipped.
 func targetBinary(t *testing.T, version string, stripped bool) string {
 	t.Helper()
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(root, "testdata/targets/bin", "target-"+version)
-	if stripped {
-		bin += "-stripped"
-	}
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if testing.Short() && !inCI() {
-		t.Skipf("%s not built (make targets); skipped in -short mode", bin)
-	}
-	args := []string{version, filepath.Dir(bin)}
-	if stripped {
-		args = append(args, "stripped")
-	}
-	out, err := exec.Command(filepath.Join(root, "testdata/targets/build.sh"), args...).CombinedOutput()
-	if err != nil {
-		if inCI() {
-			t.Fatalf("build target %s: %v\n%s", version, err, out)
-		}
-		t.Skipf("cannot build target %s (%v): %s", version, err, out)
-	}
-	return bin
+	return testtarget.Bin(t, version, stripped)
 }
 
 // synthetic assembles testdata/NAME.s, a hand-written stand-in for a
@@ -245,31 +217,7 @@ func TestTableEnv(t *testing.T) {
 // startTarget runs a target scenario and waits for its "ready" line.
 func startTarget(t *testing.T, bin string, args ...string) int {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == "ready" {
-				ready <- true
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatal("target not ready after 30s")
-	}
-	time.Sleep(200 * time.Millisecond) // let every thread enter Wasm
-	return cmd.Process.Pid
+	return testtarget.Start(t, bin, args...).Process.Pid
 }
 
 // The live checks confirm each build's layout on a running target (its

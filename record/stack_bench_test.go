@@ -1,14 +1,12 @@
 package record
 
 import (
-	"bufio"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"testing"
-	"time"
 
+	"github.com/wasmtrace/wasmtrace/internal/testtarget"
 	"github.com/wasmtrace/wasmtrace/loader"
 )
 
@@ -58,28 +56,5 @@ func BenchmarkStack(b *testing.B) {
 
 func startDeepTarget(b *testing.B, bin string) int {
 	b.Helper()
-	cmd := exec.Command(bin, "-scenario", "deep", "-depth", "1", "-iters", "700000")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if sc.Text() == "ready" {
-				ready <- true
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		b.Fatal("target did not print ready")
-	}
-	return cmd.Process.Pid
+	return testtarget.Start(b, bin, "-scenario", "deep", "-depth", "1", "-iters", "700000").Process.Pid
 }

@@ -5,11 +5,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/wasmtrace/wasmtrace/internal/testtarget"
 	"github.com/wasmtrace/wasmtrace/proc"
 )
 
@@ -114,23 +114,9 @@ func checkNames(t *testing.T, s *Symbolizer, m *Module, names ...string) {
 	}
 }
 
-// targetBinary returns testdata/targets/bin/target-VERSION, building it
-// into a temporary directory when it is not there.
 func targetBinary(t *testing.T, version string) string {
-	targets, err := filepath.Abs(filepath.Join("..", "testdata", "targets"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(targets, "bin", "target-"+version)
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	dir := t.TempDir()
-	build := exec.Command(filepath.Join(targets, "build.sh"), version, dir)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build target %s: %v\n%s", version, err, out)
-	}
-	return filepath.Join(dir, "target-"+version)
+	t.Helper()
+	return testtarget.Bin(t, version, false)
 }
 
 func readLines(r io.Reader) <-chan string {
