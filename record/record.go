@@ -27,7 +27,6 @@ type Options struct {
 	PID      int
 	Hz       int
 	Duration time.Duration // 0: until the context is done
-	Threads  bool          // root each stack at its thread
 	Log      *slog.Logger
 	// Refresh is how often the target's modules are rescanned.
 	Refresh time.Duration
@@ -184,7 +183,7 @@ func (s *session) close() { s.tr.Close() }
 
 // add starts walking t.
 func (s *session) add(t *Target) error {
-	k := &tracked{t: t, b: stackBuilder{syms: t.Syms, threads: s.opt.Threads, stats: s.st}}
+	k := &tracked{t: t, b: stackBuilder{syms: t.Syms, stats: s.st}}
 	k.ranges = clampRanges(t.Syms.TextRanges(), s.opt.Log)
 	if err := s.tr.SetProcess(t.PID, loader.ProcessConfig{Layout: t.Layout, Arch: t.Arch, Ranges: k.ranges, Verify: s.opt.Verify}); err != nil {
 		return err

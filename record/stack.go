@@ -11,12 +11,8 @@ import (
 )
 
 type stackBuilder struct {
-	syms *symbolize.Symbolizer
-	// threads is Options.Threads. Splitting by thread is now a matter of
-	// output (profile.Profile.ByThread): samples always carry their
-	// thread, and no longer a "tid N (NAME)" frame.
-	threads bool
-	stats   *Stats
+	syms  *symbolize.Symbolizer
+	stats *Stats
 }
 
 // stack turns one kernel sample into a symbolized sample, root first.

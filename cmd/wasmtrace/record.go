@@ -96,7 +96,7 @@ Formats (--format FORMAT, or chosen by the -o file name; stdout gets text):
 		<-ctx.Done()
 		stop()
 	}()
-	opt := record.Options{PID: *pid, Hz: *hz, Duration: dur, Threads: *threads, Log: log, Verify: verifyFrac}
+	opt := record.Options{PID: *pid, Hz: *hz, Duration: dur, Log: log, Verify: verifyFrac}
 	if isTerminal(stderr) {
 		opt.Tick = statusLine(stderr)
 	}
