@@ -48,6 +48,7 @@ check-generate: generate
 # Real Wasmtime embedders (wasmtime-go from the Go module proxy).
 targets:
 	@for v in $(TARGETS); do testdata/targets/build.sh $$v $(TARGETDIR) stripped || exit 1; done
+	@testdata/events/build.sh
 
 # Profile the bundled demo app (four scenarios on four threads) for 5 s.
 demo: build

@@ -6,6 +6,13 @@
  * and send their PCs to userspace. walker/walker.go is the same algorithm in
  * Go, step for step; keep the two in sync.
  *
+ * `wasmtrace trace` runs the same walk (walk_user) on events instead of
+ * samples: a trap signal about to be delivered, the entry of a chosen
+ * system call, a thread leaving and re-entering the CPU, a uprobe. Each
+ * program takes the thread's user registers (saved on kernel entry, or the
+ * uprobe's) and sends the walk tagged with the event and its arguments
+ * (wt_sample.event, .args), at most wt_trace_config.max_per_sec a second.
+ *
  * The stack of a thread that entered Wasm twice (host -> Wasm -> host -> Wasm):
  *
  *        higher addresses (older)
@@ -122,6 +129,7 @@ struct thread_struct {
 
 struct task_struct {
 	struct thread_struct thread;
+	int pid;
 } __attribute__((preserve_access_index));
 
 struct walk {
@@ -319,6 +327,16 @@ static long walk_step(__u32 i, void *ctx)
 	return 0;
 }
 
+/* The current thread's user registers, saved on kernel entry. */
+static __always_inline int task_user_regs(struct wt_regs *r)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	long regs = bpf_task_pt_regs(task);
+	if (!regs)
+		return -1;
+	return bpf_probe_read_kernel(r, sizeof(*r), (const void *)regs);
+}
+
 /* The sampled thread's user registers: in the perf context when the sample
  * hit user mode, otherwise (a system call, a fault) saved on kernel entry. */
 static __always_inline int user_regs(struct wt_perf_ctx *ctx, struct wt_regs *r)
@@ -329,11 +347,7 @@ static __always_inline int user_regs(struct wt_perf_ctx *ctx, struct wt_regs *r)
 		r->sp = ctx->regs.sp;
 		return 0;
 	}
-	struct task_struct *task = bpf_get_current_task_btf();
-	long regs = bpf_task_pt_regs(task);
-	if (!regs)
-		return -1;
-	return bpf_probe_read_kernel(r, sizeof(*r), (const void *)regs);
+	return task_user_regs(r);
 }
 
 /* x86-64, step 3: a Cranelift function sets up its frame with
@@ -379,53 +393,51 @@ static __always_inline void send(struct wt_record *r)
 		count(WT_COUNTER_LOST);
 }
 
-SEC("perf_event")
-int wasmtrace_sample(struct wt_perf_ctx *ctx)
+/* Starts a record in the per-CPU scratch value for an event of the process
+ * p: the header, the read log when verify says so. */
+static __always_inline struct wt_record *begin(const struct wt_process *p, __u64 id, __u16 event,
+					       int verify)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 pid = id >> 32, zero = 0;
-	struct wt_process *p;
-	struct wt_record *r;
-	struct wt_sample *s;
-	struct wt_regs regs = {};
-	struct walk w = {};
-	__u64 fsbase, slot, cts, store;
-	__u64 cur_pc, cur_fp, cur_entry, base, old_entry;
+	__u32 zero = 0;
+	struct wt_record *r = bpf_map_lookup_elem(&scratch, &zero);
 
-	p = bpf_map_lookup_elem(&processes, &pid);
-	if (!p)
-		return 0;
-	r = bpf_map_lookup_elem(&scratch, &zero);
 	if (!r)
 		return 0;
-	s = &r->s;
-	count(WT_COUNTER_SAMPLES);
-
+	struct wt_sample *s = &r->s;
 	__builtin_memset(s, 0, __builtin_offsetof(struct wt_sample, pcs));
 	/* Verification: this sample logs its reads (read_user) when chosen. */
-	if (p->verify_below && (__u64)bpf_get_prandom_u32() < p->verify_below) {
+	if (verify && p->verify_below && (__u64)bpf_get_prandom_u32() < p->verify_below) {
 		s->flags = WT_SAMPLE_LOGGED;
 		r->log.fsbase = 0;
 		r->log.gen = p->gen;
 		r->log.flags = 0;
 		r->log.nreads = 0;
 	}
+	s->event = event;
 	s->time_ns = bpf_ktime_get_ns();
-	s->pid = pid;
+	s->pid = id >> 32;
 	s->tid = (__u32)id;
 	s->cpu = bpf_get_smp_processor_id();
 	bpf_get_current_comm(s->comm, sizeof(s->comm));
-	if (user_regs(ctx, &regs)) {
-		s->stop = WT_STOP_READ;
-		if (s->flags & WT_SAMPLE_LOGGED)
-			r->log.flags |= WT_LOG_NO_REGS;
-		goto out;
-	}
-	s->user_pc = regs.ip;
-	s->user_fp = regs.bp;
-	s->user_sp = regs.sp;
+	return r;
+}
+
+/* Steps 1 to 5 for the current thread, from its user registers regs, into
+ * r->s. Every program walks through here, the perf sample and every trace
+ * event alike. */
+static __always_inline void walk_user(struct wt_record *r, const struct wt_process *p,
+				      const struct wt_regs *regs)
+{
+	struct wt_sample *s = &r->s;
+	struct walk w = {};
+	__u64 fsbase, slot, cts, store;
+	__u64 cur_pc, cur_fp, cur_entry, base, old_entry;
+
+	s->user_pc = regs->ip;
+	s->user_fp = regs->bp;
+	s->user_sp = regs->sp;
 	w.l = p->layout;
-	int in_wasm = in_ranges(p, regs.ip);
+	int in_wasm = in_ranges(p, regs->ip);
 
 	/* Step 1: the innermost CallThreadState. */
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -434,11 +446,11 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 		r->log.fsbase = fsbase;
 	if (!fsbase) {
 		s->stop = WT_STOP_NO_FSBASE;
-		goto out;
+		return;
 	}
 	if (read_word(r, &slot, fsbase + w.l.tls_offset)) {
 		s->stop = WT_STOP_READ;
-		goto out;
+		return;
 	}
 	cts = slot & w.l.tls_mask;
 	if (cts == 0) {
@@ -448,7 +460,7 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 			s->where = WT_WHERE_WASM;
 			s->stop = WT_STOP_TRANSITION;
 		}
-		goto out;
+		return;
 	}
 
 	/* Step 2: the store's current values, and what this CTS saved. */
@@ -458,7 +470,7 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 	    read_word(r, &cur_entry, store + w.l.store_entry) || saved_base(&w, r, cts, &base) ||
 	    read_word(r, &old_entry, base + w.l.old_entry)) {
 		s->stop = WT_STOP_READ;
-		goto out;
+		return;
 	}
 	w.store = store;
 	w.cts = cts;
@@ -469,13 +481,13 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 		s->where = WT_WHERE_WASM;
 		if (!entered) {
 			s->stop = WT_STOP_TRANSITION;
-			goto out;
+			return;
 		}
-		__u64 caller = caller_pc_outside_frame(r, regs.ip, regs.sp);
-		if (start_region(&w, r, caller ? caller : regs.ip, regs.bp, cur_entry) == 0 && caller) {
+		__u64 caller = caller_pc_outside_frame(r, regs->ip, regs->sp);
+		if (start_region(&w, r, caller ? caller : regs->ip, regs->bp, cur_entry) == 0 && caller) {
 			/* The sampled function has no frame yet (or no more): it
 			 * is the leaf, and the region goes on from its caller. */
-			s->pcs[0] = regs.ip;
+			s->pcs[0] = regs->ip;
 			s->nframes = 1;
 		}
 	} else {
@@ -483,7 +495,7 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 		if (entered && cur_pc != 0) {
 			if (exit_fp(&w, r, cur_fp, &cur_fp)) {
 				s->stop = WT_STOP_READ;
-				goto out;
+				return;
 			}
 			start_region(&w, r, cur_pc, cur_fp, cur_entry);
 		}
@@ -495,7 +507,232 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 	s->stop = w.done ? w.stop : WT_STOP_TOO_DEEP;
 	if (s->where == WT_WHERE_HOST && s->nframes == 0 && s->stop == WT_STOP_OK)
 		s->where = WT_WHERE_NO_WASM;
-out:
+}
+
+SEC("perf_event")
+int wasmtrace_sample(struct wt_perf_ctx *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32;
+	struct wt_process *p;
+	struct wt_record *r;
+	struct wt_regs regs = {};
+
+	p = bpf_map_lookup_elem(&processes, &pid);
+	if (!p)
+		return 0;
+	r = begin(p, id, WT_EVENT_SAMPLE, 1);
+	if (!r)
+		return 0;
+	count(WT_COUNTER_SAMPLES);
+	if (user_regs(ctx, &regs)) {
+		r->s.stop = WT_STOP_READ;
+		if (r->s.flags & WT_SAMPLE_LOGGED)
+			r->log.flags |= WT_LOG_NO_REGS;
+	} else {
+		walk_user(r, p, &regs);
+	}
+	send(r);
+	return 0;
+}
+
+/* ---- wasmtrace trace: events other than perf samples. ---- */
+
+/* Read-only knobs of the trace programs (one value). Written by the
+ * loader before it attaches them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wt_trace_config);
+} trace_config SEC(".maps");
+
+/* The rate limiter (one value, shared by every CPU). Written here only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wt_rate);
+} rate SEC(".maps");
+
+/* System call numbers traced by syscall:NAME, keyed by number. Written by
+ * the loader, read by wasmtrace_syscall. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 512);
+	__type(key, __u32);
+	__type(value, __u32);
+} syscalls SEC(".maps");
+
+/* offcpu: the stack each traced thread left the CPU with, keyed by tid;
+ * time_ns is when. Written and read here only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct wt_sample);
+} offcpu SEC(".maps");
+
+const enum wt_event *unused_event __attribute__((unused));
+
+/* Whether one more event may be sent this second. Racy across CPUs by a
+ * few events at most, which is all a limit on output needs. */
+static __always_inline int rate_ok(void)
+{
+	__u32 zero = 0;
+	struct wt_trace_config *c = bpf_map_lookup_elem(&trace_config, &zero);
+	struct wt_rate *st = bpf_map_lookup_elem(&rate, &zero);
+
+	count(WT_COUNTER_EVENTS);
+	if (!c || !st || c->max_per_sec == 0)
+		return 1;
+	__u64 sec = bpf_ktime_get_ns() / 1000000000;
+	if (st->second != sec) {
+		st->second = sec;
+		st->sent = 0;
+	}
+	if (__sync_fetch_and_add(&st->sent, 1) >= c->max_per_sec) {
+		count(WT_COUNTER_DROPPED);
+		return 0;
+	}
+	return 1;
+}
+
+/* Walks the current thread of the traced process p from its saved user
+ * registers and sends the record. */
+static __always_inline struct wt_record *walk_current(const struct wt_process *p, __u64 id,
+						      __u16 event)
+{
+	struct wt_regs regs = {};
+	struct wt_record *r = begin(p, id, event, 0);
+
+	if (!r)
+		return 0;
+	if (task_user_regs(&regs))
+		r->s.stop = WT_STOP_READ;
+	else
+		walk_user(r, p, &regs);
+	return r;
+}
+
+/* A trap: Wasmtime's handler is about to get the signal of a faulting
+ * instruction, whose registers are the thread's saved user registers.
+ * raw_tp args: int sig, struct kernel_siginfo *info, struct k_sigaction *ka. */
+SEC("raw_tp/signal_deliver")
+int wasmtrace_trap(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32;
+	int sig = ctx->args[0];
+	struct wt_process *p;
+	struct wt_record *r;
+
+	if (sig != 4 && sig != 7 && sig != 8 && sig != 11) /* SIGILL SIGBUS SIGFPE SIGSEGV */
+		return 0;
+	p = bpf_map_lookup_elem(&processes, &pid);
+	if (!p || !rate_ok())
+		return 0;
+	r = walk_current(p, id, WT_EVENT_TRAP);
+	if (!r)
+		return 0;
+	/* kernel_siginfo: int si_signo, si_errno, si_code; then the union,
+	 * whose first member for faults is void *si_addr, at 16. */
+	int code = 0;
+	__u64 addr = 0;
+	const char *info = (const char *)ctx->args[1];
+	bpf_probe_read_kernel(&code, sizeof(code), info + 8);
+	bpf_probe_read_kernel(&addr, sizeof(addr), info + 16);
+	r->s.args[0] = sig;
+	r->s.args[1] = (__u64)(__s64)code;
+	r->s.args[2] = addr;
+	send(r);
+	return 0;
+}
+
+/* A chosen system call. raw_tp args: struct pt_regs *regs, long id. */
+SEC("raw_tp/sys_enter")
+int wasmtrace_syscall(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32, nr = ctx->args[1];
+	struct wt_process *p;
+	struct wt_record *r;
+
+	p = bpf_map_lookup_elem(&processes, &pid);
+	if (!p || !bpf_map_lookup_elem(&syscalls, &nr) || !rate_ok())
+		return 0;
+	r = walk_current(p, id, WT_EVENT_SYSCALL);
+	if (!r)
+		return 0;
+	struct wt_regs regs = {};
+	bpf_probe_read_kernel(&regs, sizeof(regs), (const void *)ctx->args[0]);
+	r->s.args[0] = nr;
+	r->s.args[1] = regs.di;
+	r->s.args[2] = regs.dx;
+	send(r);
+	return 0;
+}
+
+/* Off-CPU time. raw_tp args: bool preempt, struct task_struct *prev,
+ * struct task_struct *next, unsigned int prev_state; current is prev. A
+ * traced thread leaving the CPU with Wasm on its stack stores its walk; when
+ * it comes back, the walk is sent with the time it was away. */
+SEC("raw_tp/sched_switch")
+int wasmtrace_offcpu(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32, tid = (__u32)id;
+	struct wt_process *p = bpf_map_lookup_elem(&processes, &pid);
+
+	if (p && tid != 0) {
+		struct wt_record *r = walk_current(p, id, WT_EVENT_OFFCPU);
+		if (r && r->s.where != WT_WHERE_NO_WASM)
+			bpf_map_update_elem(&offcpu, &tid, &r->s, BPF_ANY);
+	}
+
+	struct task_struct *next = (struct task_struct *)ctx->args[2];
+	__u32 next_tid = BPF_CORE_READ(next, pid);
+	struct wt_sample *s = bpf_map_lookup_elem(&offcpu, &next_tid);
+	if (!s)
+		return 0;
+	__u64 now = bpf_ktime_get_ns(), n;
+	__u32 zero = 0;
+	struct wt_trace_config *c = bpf_map_lookup_elem(&trace_config, &zero);
+	if (c && now - s->time_ns >= c->min_block_ns && rate_ok()) {
+		s->args[0] = now - s->time_ns;
+		s->time_ns = now;
+		s->cpu = bpf_get_smp_processor_id();
+		n = s->nframes;
+		if (n > WT_MAX_FRAMES)
+			n = WT_MAX_FRAMES;
+		if (bpf_ringbuf_output(&samples, s, __builtin_offsetof(struct wt_sample, pcs) + n * sizeof(__u64), 0))
+			count(WT_COUNTER_LOST);
+	}
+	bpf_map_delete_elem(&offcpu, &next_tid);
+	return 0;
+}
+
+/* uprobe:BINARY:SYMBOL: host code, so the walk starts from the store's exit
+ * records. The cookie is the probe's index. */
+SEC("uprobe")
+int wasmtrace_uprobe(struct wt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32;
+	struct wt_process *p = bpf_map_lookup_elem(&processes, &pid);
+	struct wt_record *r;
+	struct wt_regs regs = {};
+
+	if (!p || !rate_ok())
+		return 0;
+	r = begin(p, id, WT_EVENT_UPROBE, 0);
+	if (!r)
+		return 0;
+	regs.ip = ctx->ip;
+	regs.bp = ctx->bp;
+	regs.sp = ctx->sp;
+	walk_user(r, p, &regs);
+	r->s.args[0] = bpf_get_attach_cookie(ctx);
 	send(r);
 	return 0;
 }

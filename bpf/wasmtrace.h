@@ -138,15 +138,41 @@ struct wt_sample {
 	__u8 nact;
 	__u8 flags;       /* enum wt_sample_flag */
 	__u16 nframes;
-	__u16 _pad1;
+	__u16 event;      /* enum wt_event: what made this walk */
 	__u32 _pad2;
 	__u64 user_pc;    /* the thread's user registers when sampled */
 	__u64 user_fp;
 	__u64 user_sp;
+	__u64 args[3];    /* the event's arguments (enum wt_event), else 0 */
 	char comm[16];
 	__u16 act_start[WT_MAX_ACTIVATIONS];
 	__u64 pcs[WT_MAX_FRAMES]; /* innermost first; pcs[0] is exact when where == WT_WHERE_WASM,
 	                             every other entry is a return address */
+};
+
+/* What made a walk, and its arguments (wt_sample.args). */
+enum wt_event {
+	WT_EVENT_SAMPLE = 0,  /* a perf sample (record): no arguments */
+	WT_EVENT_TRAP = 1,    /* signal_deliver of SIGSEGV/SIGILL/SIGFPE/SIGBUS:
+	                         signal, si_code, si_addr */
+	WT_EVENT_SYSCALL = 2, /* sys_enter of a chosen system call: number, arg0, arg2 */
+	WT_EVENT_OFFCPU = 3,  /* a thread back on CPU: ns blocked; the stack is the one
+	                         it left the CPU with */
+	WT_EVENT_UPROBE = 4,  /* a uprobe: its cookie (the probe's index) */
+};
+
+/* Knobs of `wasmtrace trace`, one value. Written by the loader before
+ * attaching, read by the event programs. */
+struct wt_trace_config {
+	__u64 max_per_sec;  /* events sent per second at most (0: unlimited); the rest
+	                       are counted in WT_COUNTER_DROPPED */
+	__u64 min_block_ns; /* offcpu: shortest blocked time sent */
+};
+
+/* The rate limiter's state: events sent in the current second. */
+struct wt_rate {
+	__u64 second;
+	__u64 sent;
 };
 
 enum wt_sample_flag {
@@ -192,7 +218,9 @@ struct wt_record {
 enum wt_counter {
 	WT_COUNTER_SAMPLES = 0,    /* perf events of target processes */
 	WT_COUNTER_LOST = 1,       /* ring buffer full: sample dropped */
-	WT_COUNTER__COUNT = 2,
+	WT_COUNTER_DROPPED = 2,    /* trace events over wt_trace_config.max_per_sec */
+	WT_COUNTER_EVENTS = 3,     /* trace events of target processes (before the limit) */
+	WT_COUNTER__COUNT = 4,
 };
 
 #endif

@@ -128,6 +128,7 @@ func TestDecodeSample(t *testing.T) {
 	r.S = wasmtraceWtSample{
 		TimeNs: 1, Pid: 2, Tid: 3, Cpu: 1, Where: uint8(InWasm), Stop: 0, Nact: 2, Nframes: 3,
 		UserPc: 0x10, UserFp: 0x20, UserSp: 0x30,
+		Event: uint16(EventSyscall), Args: [3]uint64{1, 5, 10},
 	}
 	copy(r.S.Comm[:], []int8{'w', 'a', 's', 'm'})
 	r.S.ActStart[1] = 2
@@ -138,7 +139,7 @@ func TestDecodeSample(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.Comm != "wasm" || !slices.Equal(s.PCs, []uint64{0xa, 0xb, 0xc}) || !slices.Equal(s.ActStart, []uint16{0, 2}) ||
-		s.UserSP != 0x30 || s.Where != InWasm || s.Log != nil {
+		s.UserSP != 0x30 || s.Where != InWasm || s.Log != nil || s.Event != EventSyscall || s.Args != [3]uint64{1, 5, 10} {
 		t.Errorf("decoded %+v", s)
 	}
 
@@ -235,15 +236,17 @@ func TestVerifierCost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer coll.Close()
-	log := coll.Programs["wasmtrace_sample"].VerifierLog
-	m := regexp.MustCompile(`processed (\d+) insns`).FindStringSubmatch(log)
-	if m == nil {
-		t.Fatalf("no instruction count in the verifier log:\n%s", log)
-	}
-	n, _ := strconv.Atoi(m[1])
-	t.Logf("verifier: %s", m[0])
-	if n > 100_000 {
-		t.Errorf("the verifier processed %d instructions, want at most 100k:\n%s", n, log)
+	for name, prog := range coll.Programs {
+		log := prog.VerifierLog
+		m := regexp.MustCompile(`processed (\d+) insns`).FindStringSubmatch(log)
+		if m == nil {
+			t.Fatalf("%s: no instruction count in the verifier log:\n%s", name, log)
+		}
+		n, _ := strconv.Atoi(m[1])
+		t.Logf("verifier: %s: %s", name, m[0])
+		if n > 100_000 {
+			t.Errorf("%s: the verifier processed %d instructions, want at most 100k:\n%s", name, n, log)
+		}
 	}
 }
 

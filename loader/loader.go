@@ -55,24 +55,30 @@ func Open(hz int) (*Tracer, error) {
 	if hz <= 0 || hz > 10000 {
 		return nil, fmt.Errorf("sampling frequency %d Hz is out of range 1..10000", hz)
 	}
+	t, err := load()
+	if err != nil {
+		return nil, err
+	}
+	if err := t.attach(hz); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// load loads the BPF objects and opens the ring buffer; nothing is
+// attached yet.
+func load() (*Tracer, error) {
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil && !errors.Is(err, unix.EPERM) {
 		return nil, fmt.Errorf("raise memlock limit: %w", err)
 	}
 	t := &Tracer{}
 	if err := loadWasmtraceObjects(&t.objs, nil); err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load BPF program: %w", err)
-		}
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 			return nil, fmt.Errorf("load BPF program: %w", ErrPermission)
 		}
 		return nil, fmt.Errorf("load BPF program: %w", err)
-	}
-	if err := t.attach(hz); err != nil {
-		t.Close()
-		return nil, err
 	}
 	rd, err := ringbuf.NewReader(t.objs.Samples)
 	if err != nil {
@@ -181,6 +187,8 @@ func (t *Tracer) Read(deadline time.Time) (Sample, error) {
 type Counters struct {
 	Samples uint64 // perf events that hit a traced process
 	Lost    uint64 // samples dropped because the ring buffer was full
+	Events  uint64 // trace events of traced processes, before the rate limit
+	Dropped uint64 // trace events over the rate limit, not sent
 }
 
 // Counters sums the per-CPU counters.
@@ -189,6 +197,8 @@ func (t *Tracer) Counters() (Counters, error) {
 	for idx, dst := range map[uint32]*uint64{
 		uint32(wasmtraceWtCounterWT_COUNTER_SAMPLES): &c.Samples,
 		uint32(wasmtraceWtCounterWT_COUNTER_LOST):    &c.Lost,
+		uint32(wasmtraceWtCounterWT_COUNTER_EVENTS):  &c.Events,
+		uint32(wasmtraceWtCounterWT_COUNTER_DROPPED): &c.Dropped,
 	} {
 		var per []uint64
 		if err := t.objs.Counters.Lookup(idx, &per); err != nil {

@@ -118,6 +118,10 @@ type Sample struct {
 	// ActStart[i] is the index in PCs of activation i's innermost frame;
 	// activation 0 is the innermost.
 	ActStart []uint16
+	// Event is what made the walk (EventSample for record), Args its
+	// arguments (see Event).
+	Event Event
+	Args  [3]uint64
 	// Log is what the walk read, for the samples chosen for verification
 	// (ProcessConfig.Verify); nil for the others.
 	Log *ReadLog
@@ -191,6 +195,7 @@ func decodeSample(raw []byte) (Sample, error) {
 		TimeNs: k.TimeNs, PID: k.Pid, TID: k.Tid, CPU: k.Cpu,
 		Where: Where(k.Where), Stop: k.Stop,
 		UserPC: k.UserPc, UserFP: k.UserFp, UserSP: k.UserSp,
+		Event: Event(k.Event), Args: k.Args,
 		PCs:      append([]uint64(nil), k.Pcs[:nf]...),
 		ActStart: append([]uint16(nil), k.ActStart[:na]...),
 	}

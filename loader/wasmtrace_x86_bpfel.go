@@ -25,7 +25,19 @@ type wasmtraceWtCounter uint32
 const (
 	wasmtraceWtCounterWT_COUNTER_SAMPLES wasmtraceWtCounter = 0
 	wasmtraceWtCounterWT_COUNTER_LOST    wasmtraceWtCounter = 1
-	wasmtraceWtCounterWT_COUNTER__COUNT  wasmtraceWtCounter = 2
+	wasmtraceWtCounterWT_COUNTER_DROPPED wasmtraceWtCounter = 2
+	wasmtraceWtCounterWT_COUNTER_EVENTS  wasmtraceWtCounter = 3
+	wasmtraceWtCounterWT_COUNTER__COUNT  wasmtraceWtCounter = 4
+)
+
+type wasmtraceWtEvent uint32
+
+const (
+	wasmtraceWtEventWT_EVENT_SAMPLE  wasmtraceWtEvent = 0
+	wasmtraceWtEventWT_EVENT_TRAP    wasmtraceWtEvent = 1
+	wasmtraceWtEventWT_EVENT_SYSCALL wasmtraceWtEvent = 2
+	wasmtraceWtEventWT_EVENT_OFFCPU  wasmtraceWtEvent = 3
+	wasmtraceWtEventWT_EVENT_UPROBE  wasmtraceWtEvent = 4
 )
 
 type wasmtraceWtLayout struct {
@@ -85,6 +97,12 @@ type wasmtraceWtRange struct {
 	End   uint64
 }
 
+type wasmtraceWtRate struct {
+	_      structs.HostLayout
+	Second uint64
+	Sent   uint64
+}
+
 type wasmtraceWtRead struct {
 	_     structs.HostLayout
 	Addr  uint64
@@ -120,11 +138,12 @@ type wasmtraceWtSample struct {
 	Nact     uint8
 	Flags    uint8
 	Nframes  uint16
-	Pad1     uint16
+	Event    uint16
 	Pad2     uint32
 	UserPc   uint64
 	UserFp   uint64
 	UserSp   uint64
+	Args     [3]uint64
 	Comm     [16]int8
 	ActStart [32]uint16
 	Pcs      [256]uint64
@@ -153,6 +172,12 @@ const (
 	wasmtraceWtStopWT_STOP__COUNT      wasmtraceWtStop = 11
 )
 
+type wasmtraceWtTraceConfig struct {
+	_          structs.HostLayout
+	MaxPerSec  uint64
+	MinBlockNs uint64
+}
+
 type wasmtraceWtWhere uint32
 
 const (
@@ -165,18 +190,27 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	wasmtraceMapCounters         = "counters"
-	wasmtraceMapProcesses        = "processes"
-	wasmtraceMapSamples          = "samples"
-	wasmtraceMapScratch          = "scratch"
-	wasmtraceProgWasmtraceSample = "wasmtrace_sample"
-	wasmtraceVarUnusedBound      = "unused_bound"
-	wasmtraceVarUnusedCounter    = "unused_counter"
-	wasmtraceVarUnusedLimit      = "unused_limit"
-	wasmtraceVarUnusedLogFlag    = "unused_log_flag"
-	wasmtraceVarUnusedSampleFlag = "unused_sample_flag"
-	wasmtraceVarUnusedStop       = "unused_stop"
-	wasmtraceVarUnusedWhere      = "unused_where"
+	wasmtraceMapCounters          = "counters"
+	wasmtraceMapOffcpu            = "offcpu"
+	wasmtraceMapProcesses         = "processes"
+	wasmtraceMapRate              = "rate"
+	wasmtraceMapSamples           = "samples"
+	wasmtraceMapScratch           = "scratch"
+	wasmtraceMapSyscalls          = "syscalls"
+	wasmtraceMapTraceConfig       = "trace_config"
+	wasmtraceProgWasmtraceOffcpu  = "wasmtrace_offcpu"
+	wasmtraceProgWasmtraceSample  = "wasmtrace_sample"
+	wasmtraceProgWasmtraceSyscall = "wasmtrace_syscall"
+	wasmtraceProgWasmtraceTrap    = "wasmtrace_trap"
+	wasmtraceProgWasmtraceUprobe  = "wasmtrace_uprobe"
+	wasmtraceVarUnusedBound       = "unused_bound"
+	wasmtraceVarUnusedCounter     = "unused_counter"
+	wasmtraceVarUnusedEvent       = "unused_event"
+	wasmtraceVarUnusedLimit       = "unused_limit"
+	wasmtraceVarUnusedLogFlag     = "unused_log_flag"
+	wasmtraceVarUnusedSampleFlag  = "unused_sample_flag"
+	wasmtraceVarUnusedStop        = "unused_stop"
+	wasmtraceVarUnusedWhere       = "unused_where"
 )
 
 // loadWasmtrace returns the embedded CollectionSpec for wasmtrace.
@@ -221,17 +255,25 @@ type wasmtraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type wasmtraceProgramSpecs struct {
-	WasmtraceSample *ebpf.ProgramSpec `ebpf:"wasmtrace_sample"`
+	WasmtraceOffcpu  *ebpf.ProgramSpec `ebpf:"wasmtrace_offcpu"`
+	WasmtraceSample  *ebpf.ProgramSpec `ebpf:"wasmtrace_sample"`
+	WasmtraceSyscall *ebpf.ProgramSpec `ebpf:"wasmtrace_syscall"`
+	WasmtraceTrap    *ebpf.ProgramSpec `ebpf:"wasmtrace_trap"`
+	WasmtraceUprobe  *ebpf.ProgramSpec `ebpf:"wasmtrace_uprobe"`
 }
 
 // wasmtraceMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type wasmtraceMapSpecs struct {
-	Counters  *ebpf.MapSpec `ebpf:"counters"`
-	Processes *ebpf.MapSpec `ebpf:"processes"`
-	Samples   *ebpf.MapSpec `ebpf:"samples"`
-	Scratch   *ebpf.MapSpec `ebpf:"scratch"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Offcpu      *ebpf.MapSpec `ebpf:"offcpu"`
+	Processes   *ebpf.MapSpec `ebpf:"processes"`
+	Rate        *ebpf.MapSpec `ebpf:"rate"`
+	Samples     *ebpf.MapSpec `ebpf:"samples"`
+	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
+	Syscalls    *ebpf.MapSpec `ebpf:"syscalls"`
+	TraceConfig *ebpf.MapSpec `ebpf:"trace_config"`
 }
 
 // wasmtraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -240,6 +282,7 @@ type wasmtraceMapSpecs struct {
 type wasmtraceVariableSpecs struct {
 	UnusedBound      *ebpf.VariableSpec `ebpf:"unused_bound"`
 	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedLimit      *ebpf.VariableSpec `ebpf:"unused_limit"`
 	UnusedLogFlag    *ebpf.VariableSpec `ebpf:"unused_log_flag"`
 	UnusedSampleFlag *ebpf.VariableSpec `ebpf:"unused_sample_flag"`
@@ -267,18 +310,26 @@ func (o *wasmtraceObjects) Close() error {
 //
 // It can be passed to loadWasmtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type wasmtraceMaps struct {
-	Counters  *ebpf.Map `ebpf:"counters"`
-	Processes *ebpf.Map `ebpf:"processes"`
-	Samples   *ebpf.Map `ebpf:"samples"`
-	Scratch   *ebpf.Map `ebpf:"scratch"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Offcpu      *ebpf.Map `ebpf:"offcpu"`
+	Processes   *ebpf.Map `ebpf:"processes"`
+	Rate        *ebpf.Map `ebpf:"rate"`
+	Samples     *ebpf.Map `ebpf:"samples"`
+	Scratch     *ebpf.Map `ebpf:"scratch"`
+	Syscalls    *ebpf.Map `ebpf:"syscalls"`
+	TraceConfig *ebpf.Map `ebpf:"trace_config"`
 }
 
 func (m *wasmtraceMaps) Close() error {
 	return _WasmtraceClose(
 		m.Counters,
+		m.Offcpu,
 		m.Processes,
+		m.Rate,
 		m.Samples,
 		m.Scratch,
+		m.Syscalls,
+		m.TraceConfig,
 	)
 }
 
@@ -288,6 +339,7 @@ func (m *wasmtraceMaps) Close() error {
 type wasmtraceVariables struct {
 	UnusedBound      *ebpf.Variable `ebpf:"unused_bound"`
 	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
 	UnusedLimit      *ebpf.Variable `ebpf:"unused_limit"`
 	UnusedLogFlag    *ebpf.Variable `ebpf:"unused_log_flag"`
 	UnusedSampleFlag *ebpf.Variable `ebpf:"unused_sample_flag"`
@@ -299,12 +351,20 @@ type wasmtraceVariables struct {
 //
 // It can be passed to loadWasmtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type wasmtracePrograms struct {
-	WasmtraceSample *ebpf.Program `ebpf:"wasmtrace_sample"`
+	WasmtraceOffcpu  *ebpf.Program `ebpf:"wasmtrace_offcpu"`
+	WasmtraceSample  *ebpf.Program `ebpf:"wasmtrace_sample"`
+	WasmtraceSyscall *ebpf.Program `ebpf:"wasmtrace_syscall"`
+	WasmtraceTrap    *ebpf.Program `ebpf:"wasmtrace_trap"`
+	WasmtraceUprobe  *ebpf.Program `ebpf:"wasmtrace_uprobe"`
 }
 
 func (p *wasmtracePrograms) Close() error {
 	return _WasmtraceClose(
+		p.WasmtraceOffcpu,
 		p.WasmtraceSample,
+		p.WasmtraceSyscall,
+		p.WasmtraceTrap,
+		p.WasmtraceUprobe,
 	)
 }
 

@@ -20,6 +20,7 @@ Usage:
   wasmtrace top -p PID              a live view, refreshed every second
   wasmtrace inspect -p PID          show how wasmtrace sees the process's Wasmtime
   wasmtrace dump -p PID             print every thread's Wasm stack now (pauses each thread briefly)
+  wasmtrace trace -p PID EVENT...   print the Wasm stack of each trap, system call, block or uprobe
   wasmtrace version
 
 Run "wasmtrace COMMAND -h" for the flags of a command.
@@ -65,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdInspect(args, stdout, stderr)
 	case "dump":
 		err = cmdDump(args, stdout, stderr)
+	case "trace":
+		err = cmdTrace(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "wasmtrace", version)
 	case "help":
