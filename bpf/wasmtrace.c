@@ -374,9 +374,14 @@ static __always_inline __u64 caller_pc_outside_frame(struct wt_record *r, __u64 
 	return 0;
 }
 
-static __always_inline void send(struct wt_record *r)
+/* Perf samples wake the reader only once this much is waiting: userspace
+ * drains the ring at every refresh (200 ms) anyway, and a wake-up per sample
+ * cost it more than the walk. Events of `wasmtrace trace` wake it at once. */
+#define WT_WAKEUP_BYTES (256 << 10)
+
+static __always_inline void send(struct wt_record *r, int batch)
 {
-	__u64 n, size;
+	__u64 n, size, flags = 0;
 
 	if (r->s.flags & WT_SAMPLE_LOGGED) {
 		n = r->log.nreads;
@@ -389,7 +394,11 @@ static __always_inline void send(struct wt_record *r)
 			n = WT_MAX_FRAMES;
 		size = __builtin_offsetof(struct wt_sample, pcs) + n * sizeof(__u64);
 	}
-	if (bpf_ringbuf_output(&samples, r, size, 0))
+	if (batch)
+		flags = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) >= WT_WAKEUP_BYTES ?
+				BPF_RB_FORCE_WAKEUP :
+				BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&samples, r, size, flags))
 		count(WT_COUNTER_LOST);
 }
 
@@ -532,7 +541,7 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 	} else {
 		walk_user(r, p, &regs);
 	}
-	send(r);
+	send(r, 1);
 	return 0;
 }
 
@@ -645,7 +654,7 @@ int wasmtrace_trap(struct bpf_raw_tracepoint_args *ctx)
 	r->s.args[0] = sig;
 	r->s.args[1] = (__u64)(__s64)code;
 	r->s.args[2] = addr;
-	send(r);
+	send(r, 0);
 	return 0;
 }
 
@@ -669,7 +678,7 @@ int wasmtrace_syscall(struct bpf_raw_tracepoint_args *ctx)
 	r->s.args[0] = nr;
 	r->s.args[1] = regs.di;
 	r->s.args[2] = regs.dx;
-	send(r);
+	send(r, 0);
 	return 0;
 }
 
@@ -733,6 +742,6 @@ int wasmtrace_uprobe(struct wt_regs *ctx)
 	regs.sp = ctx->sp;
 	walk_user(r, p, &regs);
 	r->s.args[0] = bpf_get_attach_cookie(ctx);
-	send(r);
+	send(r, 0);
 	return 0;
 }

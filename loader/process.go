@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
@@ -173,16 +172,12 @@ func decodeSample(raw []byte) (Sample, error) {
 	if len(raw) < sampleHeaderSize {
 		return Sample{}, fmt.Errorf("short sample: %d bytes", len(raw))
 	}
+	// The record is the C struct's bytes, in the host's byte order and
+	// layout (structs.HostLayout): copy them over the Go mirror rather
+	// than decode field by field, which cost more than the rest of a
+	// sample's handling. Bytes past the record stay zero.
 	var k wasmtraceWtSample
-	n := len(raw)
-	if max := int(unsafe.Sizeof(k)); n > max {
-		n = max
-	}
-	buf := make([]byte, unsafe.Sizeof(k))
-	copy(buf, raw[:n])
-	if err := binary.Read(bytes.NewReader(buf), binary.NativeEndian, &k); err != nil {
-		return Sample{}, fmt.Errorf("decode sample: %w", err)
-	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&k)), unsafe.Sizeof(k)), raw)
 	nf := int(k.Nframes)
 	if nf > MaxFrames || sampleHeaderSize+8*nf > len(raw) {
 		return Sample{}, fmt.Errorf("sample claims %d frames in %d bytes", nf, len(raw))

@@ -32,6 +32,7 @@ Examples:
   sudo wasmtrace -a -d 30s -o all.folded     every Wasmtime process on the host
   sudo wasmtrace top -p 1234                 live view
   sudo wasmtrace dump -p 1234                every thread's Wasm stack, now
+  sudo wasmtrace trace -p 1234 trap syscall:write   Wasm stacks of traps and writes
 `
 
 // version is set by the linker for releases.
