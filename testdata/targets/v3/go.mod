@@ -1,4 +1,4 @@
-module wasmtrace.test/target-v3
+module wasmtrace.test/target
 
 go 1.26.8
 

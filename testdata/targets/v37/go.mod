@@ -1,4 +1,4 @@
-module wasmtrace.test/target-v37
+module wasmtrace.test/target
 
 go 1.26.8
 

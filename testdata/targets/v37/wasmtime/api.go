@@ -1,0 +1,26 @@
+// Package wasmtime is the part of wasmtime-go v37 that the test target
+// (../../main.go) uses, under one import path for every version.
+package wasmtime
+
+import w "github.com/bytecodealliance/wasmtime-go/v37"
+
+type (
+	Caller   = w.Caller
+	Engine   = w.Engine
+	Func     = w.Func
+	Instance = w.Instance
+	Linker   = w.Linker
+	Module   = w.Module
+	Store    = w.Store
+	Trap     = w.Trap
+)
+
+var (
+	NewEngine   = w.NewEngine
+	NewInstance = w.NewInstance
+	NewLinker   = w.NewLinker
+	NewModule   = w.NewModule
+	NewStore    = w.NewStore
+	NewTrap     = w.NewTrap
+	Wat2Wasm    = w.Wat2Wasm
+)
