@@ -11,8 +11,14 @@ import (
 )
 
 type stackBuilder struct {
-	syms  *symbolize.Symbolizer
+	syms  lookuper
 	stats *Stats
+}
+
+// lookuper names code by address: a *symbolize.Symbolizer, or a fixed
+// table in tests.
+type lookuper interface {
+	Lookup(pc uint64) (symbolize.Func, *symbolize.Module, bool)
 }
 
 // stack turns one kernel sample into a symbolized sample, root first.
