@@ -41,8 +41,8 @@ spends CPU. Stacks list Wasm functions; [host] marks host code (on top: a host
 function Wasm called; in between: host code that called back into Wasm);
 [no Wasm] counts samples with no Wasm on the stack. With -a, every process
 that runs Wasmtime is traced, including processes started (or compiling
-their first module) later and those in other PID namespaces (containers); stacks are rooted at
-"name (pid N)", N being the pid as seen from wasmtrace.
+their first module) later and those in other PID namespaces (containers);
+stacks are rooted at "pid N (name)", N being the pid as seen from wasmtrace.
 
 Formats (--format FORMAT, or chosen by the -o file name; stdout gets text):
   text        top functions by self time
