@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/wasmtrace/wasmtrace/loader"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -274,18 +275,29 @@ type bpfStats struct {
 	runCnt  uint64        // run_cnt: runs, all CPUs, all processes
 	samples uint64        // WT_COUNTER_SAMPLES: runs for the target
 	lost    uint64        // WT_COUNTER_LOST
+	// timing is the program's histogram of its own time on target
+	// samples (struct wt_timing), which readBPF turns on.
+	timing []uint64
 }
 
 func (a bpfStats) sub(b bpfStats) bpfStats {
-	return bpfStats{a.runTime - b.runTime, a.runCnt - b.runCnt, a.samples - b.samples, a.lost - b.lost}
+	d := bpfStats{a.runTime - b.runTime, a.runCnt - b.runCnt, a.samples - b.samples, a.lost - b.lost, nil}
+	if len(a.timing) == len(b.timing) {
+		d.timing = make([]uint64, len(a.timing))
+		for i := range a.timing {
+			d.timing[i] = a.timing[i] - b.timing[i]
+		}
+	}
+	return d
 }
 
-// counterMaps caches the "counters" maps found by id (opening a map by id
-// is a syscall; polling does it once).
+// bpfMaps caches wasmtrace's maps found by id, by name (opening a map by id
+// is a syscall; polling does it once); others are the ids of maps not
+// wanted.
 var (
-	counterMapsMu sync.Mutex
-	counterMaps   = map[uint32]*ebpf.Map{}
-	notCounters   = map[uint32]bool{}
+	bpfMapsMu sync.Mutex
+	bpfMaps   = map[uint32]*ebpf.Map{}
+	others    = map[uint32]bool{}
 )
 
 // readBPF finds wasmtrace's program and counters map among pid's file
@@ -320,10 +332,20 @@ func readBPF(pid int) (s bpfStats, ok bool, err error) {
 		case "anon_inode:bpf-map":
 			info := fdinfo(pid, e.Name())
 			id64, err := strconv.ParseUint(info["map_id"], 10, 32)
-			if err != nil || info["map_type"] != "6" { // BPF_MAP_TYPE_PERCPU_ARRAY
+			if err != nil {
 				continue
 			}
-			m := counterMap(uint32(id64))
+			switch info["map_type"] {
+			case "2": // BPF_MAP_TYPE_ARRAY
+				if m := bpfMap(uint32(id64), "timing"); m != nil {
+					s.timing = readTiming(m)
+				}
+				continue
+			case "6": // BPF_MAP_TYPE_PERCPU_ARRAY
+			default:
+				continue
+			}
+			m := bpfMap(uint32(id64), "counters")
 			if m == nil {
 				continue
 			}
@@ -344,34 +366,57 @@ func readBPF(pid int) (s bpfStats, ok bool, err error) {
 	return s, haveProg && haveMap, nil
 }
 
-func counterMap(id uint32) *ebpf.Map {
-	counterMapsMu.Lock()
-	defer counterMapsMu.Unlock()
-	if m := counterMaps[id]; m != nil {
-		return m
+// bpfMap opens the map with this id if it is named name.
+func bpfMap(id uint32, name string) *ebpf.Map {
+	bpfMapsMu.Lock()
+	defer bpfMapsMu.Unlock()
+	if m := bpfMaps[id]; m != nil {
+		if info, err := m.Info(); err == nil && info.Name == name {
+			return m
+		}
+		return nil
 	}
-	if notCounters[id] {
+	if others[id] {
 		return nil
 	}
 	m, err := ebpf.NewMapFromID(ebpf.MapID(id))
 	if err != nil {
 		return nil
 	}
-	if info, err := m.Info(); err != nil || info.Name != "counters" {
+	if info, err := m.Info(); err != nil || (info.Name != "counters" && info.Name != "timing") {
 		m.Close()
-		notCounters[id] = true
+		others[id] = true
 		return nil
 	}
-	counterMaps[id] = m
+	bpfMaps[id] = m
+	if info, _ := m.Info(); info.Name != name {
+		return nil
+	}
 	return m
 }
 
+// readTiming turns the program's timing on (it stays on while wasmtrace
+// runs) and returns its histogram so far.
+func readTiming(m *ebpf.Map) []uint64 {
+	var t loader.Timing
+	if err := m.Lookup(uint32(0), &t); err != nil {
+		return nil
+	}
+	if t.On == 0 {
+		t.On = 1
+		if err := m.Update(uint32(0), &t, ebpf.UpdateExist); err != nil {
+			return nil
+		}
+	}
+	return t.Buckets[:]
+}
+
 func closeCounterMaps() {
-	counterMapsMu.Lock()
-	defer counterMapsMu.Unlock()
-	for id, m := range counterMaps {
+	bpfMapsMu.Lock()
+	defer bpfMapsMu.Unlock()
+	for id, m := range bpfMaps {
 		m.Close()
-		delete(counterMaps, id)
+		delete(bpfMaps, id)
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/wasmtrace/wasmtrace/loader"
 	"math"
 	"path/filepath"
 	"strings"
@@ -33,6 +34,44 @@ func (r *report) bpfNet(depth int) (med, lo, hi time.Duration, raw time.Duration
 	}
 	l, h := minMax(nets)
 	return time.Duration(median(nets)), time.Duration(l), time.Duration(h), time.Duration(median(raws))
+}
+
+// bpfTiming merges the program's own timing histograms of the runs at
+// depth and returns its median, 90th and 99th percentiles and count.
+func (r *report) bpfTiming(depth int) (q50, q90, q99 time.Duration, n uint64) {
+	var h []uint64
+	for _, run := range r.bpf.runs {
+		if run.depth != depth || run.d.timing == nil {
+			continue
+		}
+		if h == nil {
+			h = make([]uint64, len(run.d.timing))
+		}
+		for i, v := range run.d.timing {
+			h[i] += v
+		}
+	}
+	for _, v := range h {
+		n += v
+	}
+	return histQuantile(h, n, 0.5), histQuantile(h, n, 0.9), histQuantile(h, n, 0.99), n
+}
+
+// histQuantile is the q-quantile of a loader.Timing histogram holding n
+// values, as the middle of its bucket.
+func histQuantile(h []uint64, n uint64, q float64) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	want := uint64(math.Ceil(q * float64(n)))
+	var seen uint64
+	for i, v := range h {
+		seen += v
+		if seen >= want {
+			return time.Duration(i)*loader.TimingBucket + loader.TimingBucket/2
+		}
+	}
+	return time.Duration(len(h)) * loader.TimingBucket
 }
 
 // wasmtrace999 summarizes wasmtrace's own cost in the 999 Hz slowdown runs.
@@ -113,6 +152,11 @@ func (r *report) markdown(o *options) string {
 		d100, _, _, _ := r.bpfNet(100)
 		p("| BPF time per target sample, 30 Wasm frames | ≤ 1 µs | %s | %s |\n", us(d30), verdict(d30 <= time.Microsecond))
 		p("| BPF time per target sample, 100 Wasm frames | ≤ 3 µs | %s | %s |\n", us(d100), verdict(d100 <= 3*time.Microsecond))
+		if m30, _, _, n := r.bpfTiming(30); n > 0 {
+			m100, _, _, _ := r.bpfTiming(100)
+			p("| (the same, median of the program's own clock, 30; 100 frames) | ≤ 1; ≤ 3 µs | %s; %s | %s |\n", us(m30), us(m100),
+				verdict(m30 <= time.Microsecond && m100 <= 3*time.Microsecond))
+		}
 	}
 	if r.slow != nil {
 		r.summarySlow(p)
@@ -175,8 +219,8 @@ func (r *report) sectionBPF(p printer, o *options) {
 	p("## 1. BPF program time per sample\n\n")
 	p("wasmtrace -F %d on a target with exactly N Wasm frames on the stack (`-scenario deep -depth N`), "+
 		"%d interleaved runs per N, %v windows; kernel BPF statistics via %s.\n\n", bpfHz, o.bpfReps, o.bpfWindow, r.bpf.statsVia)
-	p("| Wasm frames | target samples / window | stacks with exactly N frames | program runs / s (all CPUs) | µs per target sample, raw | µs per target sample, net: median [min–max] |\n")
-	p("|---|---|---|---|---|---|\n")
+	p("| Wasm frames | target samples / window | stacks with exactly N frames | program runs / s (all CPUs) | µs per target sample, raw | µs per target sample, net: median [min–max] | own clock: median; p90; p99 µs |\n")
+	p("|---|---|---|---|---|---|---|\n")
 	for _, d := range depths {
 		var n, runs []float64
 		var exact, total int64
@@ -189,8 +233,10 @@ func (r *report) sectionBPF(p printer, o *options) {
 			}
 		}
 		med, lo, hi, raw := r.bpfNet(d)
-		p("| %d | %.0f | %.1f%% | %.0f | %.2f | **%.2f** [%.2f–%.2f] |\n", d, median(n), 100*float64(exact)/math.Max(1, float64(total)),
-			median(runs), float64(raw)/1e3, float64(med)/1e3, float64(lo)/1e3, float64(hi)/1e3)
+		q50, q90, q99, _ := r.bpfTiming(d)
+		p("| %d | %.0f | %.1f%% | %.0f | %.2f | **%.2f** [%.2f–%.2f] | **%.2f**; %.2f; %.2f |\n", d, median(n), 100*float64(exact)/math.Max(1, float64(total)),
+			median(runs), float64(raw)/1e3, float64(med)/1e3, float64(lo)/1e3, float64(hi)/1e3,
+			float64(q50)/1e3, float64(q90)/1e3, float64(q99)/1e3)
 	}
 	var idleRuns []float64
 	for _, run := range r.bpf.runs {
@@ -205,6 +251,10 @@ func (r *report) sectionBPF(p printer, o *options) {
 		"*net* first subtracts the early exits: (run_time − (run_cnt − target samples) × early-exit cost) / target samples, " +
 		"the early-exit cost measured in the same interleaved rounds on an idle target (no target samples at all). " +
 		"Each stack is checked in wasmtrace's own output (column 3).\n\n")
+	p("The kernel's statistics give a mean, and on this virtual machine a run the hypervisor preempts counts in full: a few such runs move it by microseconds. "+
+		"*Own clock* is the distribution instead: the program reads bpf_ktime_get_ns after finding the sample's process and again after sending it, "+
+		"into a histogram of %v buckets (the `timing` map, which the benchmark turns on in the running wasmtrace), over all the runs of each N. "+
+		"It leaves out the program's dispatch and the process lookup that the early exit also pays.\n\n", loader.TimingBucket)
 	if len(r.bpf.helpers) > 0 {
 		p("What the walk is made of, on this machine: one call of each helper, from small perf_event programs on the same 999 Hz samples of the %d-frame target "+
 			"(in user mode), the program's time minus that of an empty one, per call:\n\n", slowDepth)

@@ -52,11 +52,25 @@
  * Every failed check ends the walk with its wt_stop code; the frames found so
  * far are still sent, flagged by that code, and userspace decides.
  *
+ * Copies: a bpf_probe_read_user costs about as much for 8 bytes as for a
+ * few hundred, so the walk copies what it is about to read in one read
+ * each: the words of a CTS, of its saved values and of its store
+ * (wt_layout's spans), and, when a region starts, the stack from its
+ * first FP up to its bound (the window). read_word then serves words from
+ * those copies and reads user memory only for words outside them. The
+ * copies change no result: a word is served from a copy only if the copy
+ * was read whole, and the sampled thread is stopped while we read. The Go
+ * walker therefore has no copies; what the kernel sends and logs is the
+ * same word by word.
+ *
  * Verification (wasmtrace record --verify): for a configurable fraction of
- * samples, every user-memory read above is logged, in order, with its
- * address, size, result and bytes (struct wt_readlog), and sent after the
- * sample. Userspace replays the walk over exactly those bytes with the Go
- * walker and compares. Unlogged samples pay one flag test per read.
+ * samples, every user-memory read of the algorithm is logged, in order,
+ * with its address, size, result and bytes (struct wt_readlog), and sent
+ * after the sample. Userspace replays the walk over exactly those bytes
+ * with the Go walker and compares. A logged sample reads every word
+ * directly as well and logs that; a word its copy disagrees with marks
+ * the log WT_LOG_COPY_MISMATCH, which userspace reports as a difference.
+ * Unlogged samples pay one flag test per read.
  */
 
 #include <linux/types.h>
@@ -91,6 +105,36 @@ struct {
 	__type(value, struct wt_record);
 } scratch SEC(".maps");
 
+/* What the walk copied from user memory (see Copies above). */
+struct wt_copies {
+	__u64 stack_lo, stack_len;
+	__u64 span_lo[3], span_len[3];
+	__u8 stack[WT_WINDOW_BYTES];
+	__u8 span[3][WT_SPAN_BYTES];
+};
+
+/* The spans of struct wt_copies. */
+enum { SPAN_CTS = 0, SPAN_SAVED = 1, SPAN_STORE = 2 };
+
+/* The walk's copies of user memory, too large for the BPF stack and kept
+ * apart from scratch, whose value is near the kernel's 32 KiB limit. Written
+ * and read here only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wt_copies);
+} copies SEC(".maps");
+
+/* The histogram of the perf program's time (wasmtrace.h), off unless a
+ * benchmark (bench/) sets on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wt_timing);
+} timing SEC(".maps");
+
 /* enum wt_counter, per CPU. Written here, summed by the loader. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -108,6 +152,7 @@ const enum wt_counter *unused_counter __attribute__((unused));
 const enum wt_limit *unused_limit __attribute__((unused));
 const enum wt_sample_flag *unused_sample_flag __attribute__((unused));
 const enum wt_log_flag *unused_log_flag __attribute__((unused));
+const struct wt_timing *unused_timing __attribute__((unused));
 
 /* x86-64 struct pt_regs, user and kernel alike. */
 struct wt_regs {
@@ -183,9 +228,78 @@ static __always_inline long read_user(struct wt_record *r, void *dst, __u32 size
 	return err;
 }
 
-static __always_inline int read_word(struct wt_record *r, __u64 *dst, __u64 addr)
+/* The word at addr from the copies, if one holds it whole. */
+static __always_inline int copied(const struct wt_copies *c, __u64 addr, __u64 *dst)
 {
-	return read_user(r, dst, sizeof(*dst), addr) != 0;
+	__u64 off = addr - c->stack_lo;
+
+	if (off <= WT_WINDOW_BYTES - 8 && off + 8 <= c->stack_len) {
+		__builtin_memcpy(dst, &c->stack[off], 8);
+		return 1;
+	}
+	for (int i = 0; i < 3; i++) {
+		off = addr - c->span_lo[i];
+		if (off <= WT_SPAN_BYTES - 8 && off + 8 <= c->span_len[i]) {
+			__builtin_memcpy(dst, &c->span[i][off], 8);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* A word of user memory, from the copies when they hold it. Returns
+ * non-zero when it could not be read. A global function: the verifier
+ * checks it once rather than at each of its many call sites. */
+__attribute__((noinline)) int read_word(struct wt_record *r, const struct wt_copies *c, __u64 *dst,
+					__u64 addr)
+{
+	if (!r || !c || !dst)
+		return 1;
+	if (!copied(c, addr, dst))
+		return read_user(r, dst, sizeof(*dst), addr) != 0;
+	if (r->s.flags & WT_SAMPLE_LOGGED) {
+		__u64 direct = 0;
+		long err = bpf_probe_read_user(&direct, sizeof(direct), (const void *)addr);
+
+		log_read(r, addr, &direct, sizeof(direct), err);
+		if (err || direct != *dst)
+			r->log.flags |= WT_LOG_COPY_MISMATCH;
+	}
+	return 0;
+}
+
+/* Copies [base + span.lo, + span.len) into span slot i, unless it holds
+ * those bytes already. A failed copy holds nothing: its words are then
+ * read one by one, and fail or not on their own. */
+static __always_inline void copy_span(struct wt_copies *c, int i, __u64 base, struct wt_span span)
+{
+	__u64 lo = base + span.lo, len = span.len;
+
+	if (len == 0 || (c->span_lo[i] == lo && c->span_len[i] == len) ||
+	    (lo - c->stack_lo <= c->stack_len && c->stack_lo + c->stack_len - lo >= len))
+		return; /* held already, maybe by the stack copy */
+	if (len > WT_SPAN_BYTES)
+		len = WT_SPAN_BYTES;
+	if (bpf_probe_read_user(c->span[i], len, (const void *)lo))
+		len = 0;
+	c->span_lo[i] = lo;
+	c->span_len[i] = len;
+}
+
+/* Copies the stack from lo up to hi, at most WT_WINDOW_BYTES of it, unless
+ * the stack copy holds those bytes already. */
+static __always_inline void copy_stack(struct wt_copies *c, __u64 lo, __u64 hi)
+{
+	__u64 len = hi - lo;
+
+	if (hi <= lo || (lo - c->stack_lo <= c->stack_len && c->stack_lo + c->stack_len >= hi))
+		return;
+	if (len > WT_WINDOW_BYTES)
+		len = WT_WINDOW_BYTES;
+	if (bpf_probe_read_user(c->stack, len, (const void *)lo))
+		len = 0;
+	c->stack_lo = lo;
+	c->stack_len = len;
 }
 
 /* Binary search of the process's sorted compiled-code ranges. */
@@ -219,18 +333,19 @@ static __always_inline long finish(struct walk *w, __u8 stop)
 
 /* The last Wasm FP of an activation, from its saved exit FP field: newer
  * builds save the exit trampoline's FP, whose record holds the Wasm FP. */
-static __always_inline int exit_fp(struct walk *w, struct wt_record *r, __u64 field, __u64 *fp)
+static __always_inline int exit_fp(struct walk *w, struct wt_record *r,
+				   const struct wt_copies *c, __u64 field, __u64 *fp)
 {
 	*fp = field;
 	if (w->l.exit_fp_indirect && field != 0)
-		return read_word(r, fp, field);
+		return read_word(r, c, fp, field);
 	return 0;
 }
 
 /* Step 3/5: begin walking a region from its exit PC, last Wasm FP and raw
  * entry field. Returns 1 when the walk is over. */
-static __always_inline long start_region(struct walk *w, struct wt_record *r, __u64 pc,
-					 __u64 fp, __u64 entry)
+static __always_inline long start_region(struct walk *w, struct wt_record *r,
+					 struct wt_copies *c, __u64 pc, __u64 fp, __u64 entry)
 {
 	struct wt_sample *s = &r->s;
 	__u64 bound;
@@ -254,6 +369,9 @@ static __always_inline long start_region(struct walk *w, struct wt_record *r, __
 		return finish(w, WT_STOP_TOO_DEEP);
 	s->act_start[s->nact & (WT_MAX_ACTIVATIONS - 1)] = s->nframes;
 	s->nact++;
+	/* The region's frames: up to the words of the last frame below the
+	 * bound. */
+	copy_stack(c, fp, bound + 16);
 	w->pc = pc;
 	w->fp = fp;
 	w->bound = bound;
@@ -263,32 +381,37 @@ static __always_inline long start_region(struct walk *w, struct wt_record *r, __
 }
 
 /* Where a CTS keeps what the store held before its activation began. */
-static __always_inline int saved_base(struct walk *w, struct wt_record *r, __u64 cts, __u64 *base)
+static __always_inline int saved_base(struct walk *w, struct wt_record *r, struct wt_copies *c,
+				      __u64 cts, __u64 *base)
 {
 	if (!w->l.cts_old_indirect) {
-		*base = cts;
+		*base = cts; /* and the CTS span holds them */
 		return 0;
 	}
-	return read_word(r, base, cts + w->l.cts_old);
+	if (read_word(r, c, base, cts + w->l.cts_old))
+		return 1;
+	copy_span(c, SPAN_SAVED, *base, w->l.saved_span);
+	return 0;
 }
 
 /* Step 5: the next older region, from the next CTS of the same store. */
-static __always_inline long next_region(struct walk *w, struct wt_record *r)
+static __always_inline long next_region(struct walk *w, struct wt_record *r, struct wt_copies *c)
 {
 	__u64 cts = w->cts, store, prev, base, pc, fp, entry;
 
 	if (cts == 0)
 		return finish(w, WT_STOP_OK);
-	if (read_word(r, &store, cts + w->l.cts_store) || read_word(r, &prev, cts + w->l.cts_prev))
+	copy_span(c, SPAN_CTS, cts, w->l.cts_span);
+	if (read_word(r, c, &store, cts + w->l.cts_store) || read_word(r, c, &prev, cts + w->l.cts_prev))
 		return finish(w, WT_STOP_READ);
 	w->cts = prev;
 	if (store != w->store)
 		return 0; /* another store's activation: opaque host code to us */
-	if (saved_base(w, r, cts, &base) || read_word(r, &pc, base + w->l.old_exit_pc) ||
-	    read_word(r, &fp, base + w->l.old_exit_fp) || read_word(r, &entry, base + w->l.old_entry) ||
-	    (pc != 0 && exit_fp(w, r, fp, &fp)))
+	if (saved_base(w, r, c, cts, &base) || read_word(r, c, &pc, base + w->l.old_exit_pc) ||
+	    read_word(r, c, &fp, base + w->l.old_exit_fp) || read_word(r, c, &entry, base + w->l.old_entry) ||
+	    (pc != 0 && exit_fp(w, r, c, fp, &fp)))
 		return finish(w, WT_STOP_READ);
-	return start_region(w, r, pc, fp, entry);
+	return start_region(w, r, c, pc, fp, entry);
 }
 
 /* Step 4: one frame of the current region (or a move to the next region). */
@@ -297,13 +420,14 @@ static long walk_step(__u32 i, void *ctx)
 	struct walk *w = ctx;
 	__u32 zero = 0;
 	struct wt_record *r = bpf_map_lookup_elem(&scratch, &zero);
+	struct wt_copies *c = bpf_map_lookup_elem(&copies, &zero);
 	__u64 fp = w->fp, ra, older;
 
-	if (!r)
+	if (!r || !c)
 		return finish(w, WT_STOP_READ);
 	struct wt_sample *s = &r->s;
 	if (!w->in_region)
-		return next_region(w, r);
+		return next_region(w, r, c);
 	if (fp == w->bound) {
 		w->in_region = 0; /* reached the entry trampoline */
 		return 0;
@@ -318,8 +442,25 @@ static long walk_step(__u32 i, void *ctx)
 		return finish(w, WT_STOP_TOO_DEEP);
 	s->pcs[s->nframes & (WT_MAX_FRAMES - 1)] = w->pc;
 	s->nframes++;
-	if (read_word(r, &ra, fp + w->l.ra_offset) || read_word(r, &older, fp + w->l.fp_offset))
-		return finish(w, WT_STOP_READ);
+	/* The frame record straight from the stack copy when it is there:
+	 * this is the cost of a deep stack. A logged sample reads it word by
+	 * word as well, for the log, and checks the two agree. */
+	__u64 off = fp - c->stack_lo, rec[2];
+	int fast = off <= WT_WINDOW_BYTES - 16 && off + 16 <= c->stack_len;
+	if (fast) {
+		__builtin_memcpy(rec, &c->stack[off], 16);
+		ra = rec[w->l.ra_offset == 8];
+		older = rec[w->l.fp_offset == 8];
+	}
+	if (!fast || (s->flags & WT_SAMPLE_LOGGED)) {
+		if (read_word(r, c, &rec[0], fp + w->l.ra_offset) ||
+		    read_word(r, c, &rec[1], fp + w->l.fp_offset))
+			return finish(w, WT_STOP_READ);
+		if (fast && (rec[0] != ra || rec[1] != older))
+			r->log.flags |= WT_LOG_COPY_MISMATCH;
+		ra = rec[0];
+		older = rec[1];
+	}
 	if (older <= fp)
 		return finish(w, WT_STOP_FP_ORDER);
 	w->pc = ra;
@@ -356,7 +497,8 @@ static __always_inline int user_regs(struct wt_perf_ctx *ctx, struct wt_regs *r)
  * frame, and the caller's PC is on top of the stack ([sp] before the push
  * and at the ret, [sp+8] after the push). Returns that PC, or 0 when rbp is
  * the sampled function's own frame. */
-static __always_inline __u64 caller_pc_outside_frame(struct wt_record *r, __u64 ip, __u64 sp)
+static __always_inline __u64 caller_pc_outside_frame(struct wt_record *r, const struct wt_copies *c,
+						     __u64 ip, __u64 sp)
 {
 	__u8 code[3] = {};
 	__u64 ra = 0;
@@ -364,11 +506,11 @@ static __always_inline __u64 caller_pc_outside_frame(struct wt_record *r, __u64 
 	if (read_user(r, code, 1, ip))
 		return 0;
 	if (code[0] == 0x55 || code[0] == 0xc3) {
-		read_word(r, &ra, sp);
+		read_word(r, c, &ra, sp);
 		return ra;
 	}
 	if (code[0] == 0x48 && !read_user(r, code, 3, ip) && code[1] == 0x89 && code[2] == 0xe5) {
-		read_word(r, &ra, sp + 8);
+		read_word(r, c, &ra, sp + 8);
 		return ra;
 	}
 	return 0;
@@ -442,9 +584,20 @@ static __always_inline void walk_user(struct wt_record *r, const struct wt_proce
 	__u64 fsbase, slot, cts, store;
 	__u64 cur_pc, cur_fp, cur_entry, base, old_entry;
 
+	__u32 zero = 0;
+	struct wt_copies *c = bpf_map_lookup_elem(&copies, &zero);
+
 	s->user_pc = regs->ip;
 	s->user_fp = regs->bp;
 	s->user_sp = regs->sp;
+	if (!c) {
+		s->stop = WT_STOP_READ;
+		return;
+	}
+	/* The copies are the last walk's on this CPU: forget them. */
+	c->stack_len = 0;
+	c->span_len[SPAN_CTS] = c->span_len[SPAN_SAVED] = c->span_len[SPAN_STORE] = 0;
+	c->span_lo[SPAN_CTS] = c->span_lo[SPAN_SAVED] = c->span_lo[SPAN_STORE] = 0;
 	w.l = p->layout;
 	int in_wasm = in_ranges(p, regs->ip);
 
@@ -457,7 +610,7 @@ static __always_inline void walk_user(struct wt_record *r, const struct wt_proce
 		s->stop = WT_STOP_NO_FSBASE;
 		return;
 	}
-	if (read_word(r, &slot, fsbase + w.l.tls_offset)) {
+	if (read_word(r, c, &slot, fsbase + w.l.tls_offset)) {
 		s->stop = WT_STOP_READ;
 		return;
 	}
@@ -473,11 +626,22 @@ static __always_inline void walk_user(struct wt_record *r, const struct wt_proce
 	}
 
 	/* Step 2: the store's current values, and what this CTS saved. */
-	if (read_word(r, &store, cts + w.l.cts_store) ||
-	    read_word(r, &cur_pc, store + w.l.store_exit_pc) ||
-	    read_word(r, &cur_fp, store + w.l.store_exit_fp) ||
-	    read_word(r, &cur_entry, store + w.l.store_entry) || saved_base(&w, r, cts, &base) ||
-	    read_word(r, &old_entry, base + w.l.old_entry)) {
+	/* The innermost CTS lives on the host stack above the innermost
+	 * activation's frames, and the saved values near it: one copy from
+	 * the sampled SP to just above the CTS holds them all, if not too
+	 * far. */
+	if (w.l.cts_span.len && cts > regs->sp && cts - regs->sp < WT_WINDOW_BYTES)
+		copy_stack(c, regs->sp, cts + w.l.cts_span.lo + w.l.cts_span.len + WT_CTS_SLACK);
+	copy_span(c, SPAN_CTS, cts, w.l.cts_span);
+	if (read_word(r, c, &store, cts + w.l.cts_store)) {
+		s->stop = WT_STOP_READ;
+		return;
+	}
+	copy_span(c, SPAN_STORE, store, w.l.store_span);
+	if (read_word(r, c, &cur_pc, store + w.l.store_exit_pc) ||
+	    read_word(r, c, &cur_fp, store + w.l.store_exit_fp) ||
+	    read_word(r, c, &cur_entry, store + w.l.store_entry) || saved_base(&w, r, c, cts, &base) ||
+	    read_word(r, c, &old_entry, base + w.l.old_entry)) {
 		s->stop = WT_STOP_READ;
 		return;
 	}
@@ -492,8 +656,8 @@ static __always_inline void walk_user(struct wt_record *r, const struct wt_proce
 			s->stop = WT_STOP_TRANSITION;
 			return;
 		}
-		__u64 caller = caller_pc_outside_frame(r, regs->ip, regs->sp);
-		if (start_region(&w, r, caller ? caller : regs->ip, regs->bp, cur_entry) == 0 && caller) {
+		__u64 caller = caller_pc_outside_frame(r, c, regs->ip, regs->sp);
+		if (start_region(&w, r, c, caller ? caller : regs->ip, regs->bp, cur_entry) == 0 && caller) {
 			/* The sampled function has no frame yet (or no more): it
 			 * is the leaf, and the region goes on from its caller. */
 			s->pcs[0] = regs->ip;
@@ -502,11 +666,11 @@ static __always_inline void walk_user(struct wt_record *r, const struct wt_proce
 	} else {
 		s->where = WT_WHERE_HOST;
 		if (entered && cur_pc != 0) {
-			if (exit_fp(&w, r, cur_fp, &cur_fp)) {
+			if (exit_fp(&w, r, c, cur_fp, &cur_fp)) {
 				s->stop = WT_STOP_READ;
 				return;
 			}
-			start_region(&w, r, cur_pc, cur_fp, cur_entry);
+			start_region(&w, r, c, cur_pc, cur_fp, cur_entry);
 		}
 	}
 
@@ -530,6 +694,9 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 	p = bpf_map_lookup_elem(&processes, &pid);
 	if (!p)
 		return 0;
+	__u32 zero = 0;
+	struct wt_timing *t = bpf_map_lookup_elem(&timing, &zero);
+	__u64 t0 = t && t->on ? bpf_ktime_get_ns() : 0;
 	r = begin(p, id, WT_EVENT_SAMPLE, 1);
 	if (!r)
 		return 0;
@@ -542,6 +709,12 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 		walk_user(r, p, &regs);
 	}
 	send(r, 1);
+	if (t && t0) {
+		__u64 b = (bpf_ktime_get_ns() - t0) / WT_TIMING_NS;
+		if (b >= WT_TIMING_BUCKETS)
+			b = WT_TIMING_BUCKETS - 1;
+		__sync_fetch_and_add(&t->buckets[b], 1);
+	}
 	return 0;
 }
 

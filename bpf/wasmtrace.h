@@ -27,6 +27,24 @@
  * more, and its log is then marked WT_LOG_OVERFLOW. (The per-CPU scratch
  * value, a sample and this log, must stay under the kernel's 32 KiB.) */
 #define WT_MAX_READS 1024
+/* Bytes of one activation's Wasm frames copied in one read (struct
+ * wt_copies); frames above that are read word by word. 256 frames of
+ * 64 bytes fit. */
+#define WT_WINDOW_BYTES 16384
+/* Bytes of one Wasmtime record (CTS, saved values, store) copied in one
+ * read; a layout whose fields lie farther apart reads them one by one. */
+#define WT_SPAN_BYTES 256
+/* Bytes above its CTS copied with the innermost activation's stack: where
+ * the saved values (EntryStoreContext) lie, 192 bytes above it in Wasmtime
+ * 39 (and below it in 37). */
+#define WT_CTS_SLACK 128
+/* The program's own time on samples of traced processes, as a histogram
+ * (struct wt_timing), kept only while a benchmark turns it on: the kernel's
+ * BPF statistics give only a mean, which a few runs preempted by the
+ * hypervisor can double. Buckets are WT_TIMING_NS wide; the last one holds
+ * everything longer. */
+#define WT_TIMING_BUCKETS 256
+#define WT_TIMING_NS 50
 
 /* The limits above as an enum, so that they reach Go through BTF and a
  * test can hold the Go walker to them. */
@@ -37,6 +55,10 @@ enum wt_limit {
 	WT_LIMIT_CTS = WT_MAX_CTS,
 	WT_LIMIT_STEPS = WT_MAX_STEPS,
 	WT_LIMIT_READS = WT_MAX_READS,
+	WT_LIMIT_WINDOW_BYTES = WT_WINDOW_BYTES,
+	WT_LIMIT_SPAN_BYTES = WT_SPAN_BYTES,
+	WT_LIMIT_TIMING_BUCKETS = WT_TIMING_BUCKETS,
+	WT_LIMIT_TIMING_NS = WT_TIMING_NS,
 };
 
 /* Where the sampled thread was. */
@@ -76,6 +98,10 @@ enum wt_bound_kind {
 	WT_BOUND_ENTRY_SP = 2,
 };
 
+struct wt_span {
+	__u32 lo, len;
+};
+
 /* Where one build of Wasmtime keeps a thread's Wasm bookkeeping. Offsets are
  * byte offsets; all come from layout/ (discovered in the binary, then
  * verified). "CTS" is CallThreadState, "store" is VMStoreContext (named
@@ -107,6 +133,14 @@ struct wt_layout {
 	__u64 seed_gap;          /* WT_BOUND_ENTRY_SP: stop at entry_sp - seed_gap */
 	__u64 seed_sp_align;     /* WT_BOUND_ENTRY_SP: entry_sp % align == rem */
 	__u64 seed_sp_rem;
+
+	/* The bytes of each record the walk reads, [lo, lo + len) from the
+	 * record's address, copied in one read (struct wt_copies); len 0:
+	 * no copy (the fields lie more than WT_SPAN_BYTES apart, or, for the
+	 * saved values kept inline in the CTS, the CTS span holds them). */
+	struct wt_span cts_span;
+	struct wt_span saved_span;
+	struct wt_span store_span;
 };
 
 struct wt_range {
@@ -192,6 +226,8 @@ struct wt_read {
 enum wt_log_flag {
 	WT_LOG_OVERFLOW = 1, /* the walk read more than WT_MAX_READS times */
 	WT_LOG_NO_REGS = 2,  /* the user registers could not be read: no walk */
+	WT_LOG_COPY_MISMATCH = 4, /* a word the walk took from its copy of user
+	                             memory differed from a direct read of it */
 };
 
 /* What a verified sample's walk read, in order: with the sampled registers,
@@ -221,6 +257,13 @@ enum wt_counter {
 	WT_COUNTER_DROPPED = 2,    /* trace events over wt_trace_config.max_per_sec */
 	WT_COUNTER_EVENTS = 3,     /* trace events of target processes (before the limit) */
 	WT_COUNTER__COUNT = 4,
+};
+
+
+struct wt_timing {
+	__u32 on;   /* written by whoever measures; 0: the program only tests it */
+	__u32 _pad;
+	__u64 buckets[WT_TIMING_BUCKETS];
 };
 
 #endif

@@ -251,12 +251,7 @@ func TestVerifierCost(t *testing.T) {
 }
 
 func TestEncodeVerify(t *testing.T) {
-	l := &layout.Layout{
-		Generation: layout.EntryFP, TLSOffset: -0x68, TLSMask: ^uint64(1),
-		CTSStore: 0x10, CTSPrev: 0xa8, CTSOld: 0xb0,
-		SavedExitPC: 0x20, SavedExitFP: 0x28, SavedEntry: 0x30,
-		StoreExitFP: 0x28, StoreExitPC: 0x30, StoreEntry: 0x40,
-	}
+	l := layout39()
 	for _, c := range []struct {
 		f     float64
 		below uint64
@@ -270,5 +265,55 @@ func TestEncodeVerify(t *testing.T) {
 		if _, err := (ProcessConfig{Layout: l, Arch: arch.AMD64, Verify: f}).encode(); err == nil {
 			t.Errorf("Verify %v accepted", f)
 		}
+	}
+}
+
+// The kernel copies each record's words in one read: the spans cover
+// exactly the fields the walk reads, and a layout whose fields are too far
+// apart for one copy gets none.
+func TestEncodeSpans(t *testing.T) {
+	v39 := layout39()
+	seed := &layout.Layout{
+		Generation: layout.Seed, TLSOffset: -0x40, TLSMask: ^uint64(0),
+		CTSStore: 0x48, CTSPrev: 0x50,
+		SavedExitFP: 0x58, SavedExitPC: 0x60, SavedEntry: 0x68,
+		StoreExitFP: 0x18, StoreExitPC: 0x20, StoreEntry: 0x28,
+	}
+	far := *v39
+	far.CTSPrev = 0x400
+	type spans struct{ cts, saved, store wasmtraceWtSpan }
+	sp := func(lo, n uint32) wasmtraceWtSpan { return wasmtraceWtSpan{Lo: lo, Len: n} }
+	for _, c := range []struct {
+		name string
+		l    *layout.Layout
+		want spans
+	}{
+		{"39", v39, spans{sp(0x10, 0xa8), sp(0x20, 0x18), sp(0x28, 0x20)}},
+		// Saved values inline: the CTS span holds them, no span of their own.
+		{"seed", seed, spans{sp(0x48, 0x28), sp(0, 0), sp(0x18, 0x18)}},
+		{"far apart", &far, spans{sp(0, 0), sp(0x20, 0x18), sp(0x28, 0x20)}},
+	} {
+		v, err := ProcessConfig{Layout: c.l, Arch: arch.AMD64}.encode()
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := (spans{v.Layout.CtsSpan, v.Layout.SavedSpan, v.Layout.StoreSpan}); got != c.want {
+			t.Errorf("%s: spans %+v, want %+v", c.name, got, c.want)
+		}
+	}
+	odd := arch.AMD64
+	odd.ReturnAddrOffset = 16
+	if _, err := (ProcessConfig{Layout: v39, Arch: odd}).encode(); err == nil {
+		t.Errorf("a return address at FP+16 was accepted")
+	}
+}
+
+// layout39 is Wasmtime 39's layout (layout/known.go).
+func layout39() *layout.Layout {
+	return &layout.Layout{
+		Generation: layout.EntryFP, TLSOffset: -0x68, TLSMask: ^uint64(1),
+		CTSStore: 0x10, CTSPrev: 0xa8, CTSOld: 0xb0,
+		SavedExitPC: 0x20, SavedExitFP: 0x28, SavedEntry: 0x30,
+		StoreExitFP: 0x28, StoreExitPC: 0x30, StoreEntry: 0x40,
 	}
 }

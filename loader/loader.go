@@ -243,3 +243,13 @@ func onlineCPUs() ([]int, error) {
 	}
 	return parseCPUList(string(b))
 }
+
+// Timing is the value of the kernel walker's "timing" map: a histogram of
+// the perf program's own time on samples of traced processes, in buckets
+// of TimingBucket, kept while On is non-zero. wasmtrace never turns it on;
+// the benchmark (bench/) does, through the map of a running wasmtrace.
+type Timing = wasmtraceWtTiming
+
+// TimingBucket is the width of a Timing bucket; the last bucket holds
+// everything longer.
+const TimingBucket = time.Duration(wasmtraceWtLimitWT_LIMIT_TIMING_NS)

@@ -65,11 +65,35 @@ func (c ProcessConfig) encode() (*wasmtraceWtProcess, error) {
 	k.CtsOldIndirect, k.CtsOld = b2u(l.SavedIndirect()), l.CTSOld
 	k.OldExitPc, k.OldExitFp, k.OldEntry = l.SavedExitPC, l.SavedExitFP, l.SavedEntry
 	k.StoreExitPc, k.StoreExitFp, k.StoreEntry = l.StoreExitPC, l.StoreExitFP, l.StoreEntry
+	saved := []uint32{l.SavedExitPC, l.SavedExitFP, l.SavedEntry}
+	if l.SavedIndirect() {
+		k.CtsSpan = span(l.CTSStore, l.CTSPrev, l.CTSOld)
+		k.SavedSpan = span(saved...)
+	} else {
+		k.CtsSpan = span(append(saved, l.CTSStore, l.CTSPrev)...)
+	}
+	k.StoreSpan = span(l.StoreExitPC, l.StoreExitFP, l.StoreEntry)
 	a := c.Arch
+	// The kernel reads a frame record from its stack copy as two words.
+	if offs := [2]uint64{a.ReturnAddrOffset, a.NextOlderFPOffset}; offs != [2]uint64{8, 0} && offs != [2]uint64{0, 8} {
+		return nil, fmt.Errorf("frame record with the return address at +%d and the caller's FP at +%d: the kernel walker reads them as two words at FP",
+			a.ReturnAddrOffset, a.NextOlderFPOffset)
+	}
 	k.RaOffset, k.FpOffset = uint32(a.ReturnAddrOffset), uint32(a.NextOlderFPOffset)
 	k.FpAlign = a.FPAlign
 	k.SeedGap, k.SeedSpAlign, k.SeedSpRem = a.SeedEntrySPGap, a.SeedEntrySPAlign, a.SeedEntrySPRem
 	return v, nil
+}
+
+// span is the bytes of a record that hold the words at offsets, for the
+// kernel to copy in one read; none when they lie farther apart than its
+// copy holds.
+func span(offsets ...uint32) wasmtraceWtSpan {
+	lo, hi := slices.Min(offsets), slices.Max(offsets)+8
+	if hi-lo > uint32(wasmtraceWtLimitWT_LIMIT_SPAN_BYTES) {
+		return wasmtraceWtSpan{}
+	}
+	return wasmtraceWtSpan{Lo: lo, Len: hi - lo}
 }
 
 func b2u(b bool) uint32 {
@@ -139,7 +163,11 @@ type ReadLog struct {
 	Overflow bool
 	// NoRegs: the walk did not start, the user registers were unreadable.
 	NoRegs bool
-	Reads  []Read
+	// CopyMismatch: a word the kernel took from its copy of user memory
+	// differed from a direct read of the same word (Reads holds the
+	// direct reads): a fault of the kernel walker's copies.
+	CopyMismatch bool
+	Reads        []Read
 }
 
 // Read is one logged read.
@@ -226,11 +254,12 @@ func decodeLog(raw []byte) (*ReadLog, error) {
 		return nil, fmt.Errorf("read log claims %d reads in %d bytes", n, len(raw))
 	}
 	log := &ReadLog{
-		FSBase:   le.Uint64(h[unsafe.Offsetof(k.Fsbase):]),
-		Gen:      le.Uint32(h[unsafe.Offsetof(k.Gen):]),
-		Overflow: flags&uint32(wasmtraceWtLogFlagWT_LOG_OVERFLOW) != 0,
-		NoRegs:   flags&uint32(wasmtraceWtLogFlagWT_LOG_NO_REGS) != 0,
-		Reads:    make([]Read, n),
+		FSBase:       le.Uint64(h[unsafe.Offsetof(k.Fsbase):]),
+		Gen:          le.Uint32(h[unsafe.Offsetof(k.Gen):]),
+		Overflow:     flags&uint32(wasmtraceWtLogFlagWT_LOG_OVERFLOW) != 0,
+		NoRegs:       flags&uint32(wasmtraceWtLogFlagWT_LOG_NO_REGS) != 0,
+		CopyMismatch: flags&uint32(wasmtraceWtLogFlagWT_LOG_COPY_MISMATCH) != 0,
+		Reads:        make([]Read, n),
 	}
 	var e wasmtraceWtRead
 	for i := range log.Reads {

@@ -20,6 +20,16 @@ const (
 	wasmtraceWtBoundKindWT_BOUND_ENTRY_SP wasmtraceWtBoundKind = 2
 )
 
+type wasmtraceWtCopies struct {
+	_        structs.HostLayout
+	StackLo  uint64
+	StackLen uint64
+	SpanLo   [3]uint64
+	SpanLen  [3]uint64
+	Stack    [16384]uint8
+	Span     [3][256]uint8
+}
+
 type wasmtraceWtCounter uint32
 
 const (
@@ -62,24 +72,32 @@ type wasmtraceWtLayout struct {
 	SeedGap        uint64
 	SeedSpAlign    uint64
 	SeedSpRem      uint64
+	CtsSpan        wasmtraceWtSpan
+	SavedSpan      wasmtraceWtSpan
+	StoreSpan      wasmtraceWtSpan
 }
 
 type wasmtraceWtLimit uint32
 
 const (
-	wasmtraceWtLimitWT_LIMIT_FRAMES      wasmtraceWtLimit = 256
-	wasmtraceWtLimitWT_LIMIT_ACTIVATIONS wasmtraceWtLimit = 32
-	wasmtraceWtLimitWT_LIMIT_RANGES      wasmtraceWtLimit = 128
-	wasmtraceWtLimitWT_LIMIT_CTS         wasmtraceWtLimit = 64
-	wasmtraceWtLimitWT_LIMIT_STEPS       wasmtraceWtLimit = 352
-	wasmtraceWtLimitWT_LIMIT_READS       wasmtraceWtLimit = 1024
+	wasmtraceWtLimitWT_LIMIT_FRAMES         wasmtraceWtLimit = 256
+	wasmtraceWtLimitWT_LIMIT_ACTIVATIONS    wasmtraceWtLimit = 32
+	wasmtraceWtLimitWT_LIMIT_RANGES         wasmtraceWtLimit = 128
+	wasmtraceWtLimitWT_LIMIT_CTS            wasmtraceWtLimit = 64
+	wasmtraceWtLimitWT_LIMIT_STEPS          wasmtraceWtLimit = 352
+	wasmtraceWtLimitWT_LIMIT_READS          wasmtraceWtLimit = 1024
+	wasmtraceWtLimitWT_LIMIT_WINDOW_BYTES   wasmtraceWtLimit = 16384
+	wasmtraceWtLimitWT_LIMIT_SPAN_BYTES     wasmtraceWtLimit = 256
+	wasmtraceWtLimitWT_LIMIT_TIMING_BUCKETS wasmtraceWtLimit = 256
+	wasmtraceWtLimitWT_LIMIT_TIMING_NS      wasmtraceWtLimit = 50
 )
 
 type wasmtraceWtLogFlag uint32
 
 const (
-	wasmtraceWtLogFlagWT_LOG_OVERFLOW wasmtraceWtLogFlag = 1
-	wasmtraceWtLogFlagWT_LOG_NO_REGS  wasmtraceWtLogFlag = 2
+	wasmtraceWtLogFlagWT_LOG_OVERFLOW      wasmtraceWtLogFlag = 1
+	wasmtraceWtLogFlagWT_LOG_NO_REGS       wasmtraceWtLogFlag = 2
+	wasmtraceWtLogFlagWT_LOG_COPY_MISMATCH wasmtraceWtLogFlag = 4
 )
 
 type wasmtraceWtProcess struct {
@@ -155,6 +173,12 @@ const (
 	wasmtraceWtSampleFlagWT_SAMPLE_LOGGED wasmtraceWtSampleFlag = 1
 )
 
+type wasmtraceWtSpan struct {
+	_   structs.HostLayout
+	Lo  uint32
+	Len uint32
+}
+
 type wasmtraceWtStop uint32
 
 const (
@@ -171,6 +195,13 @@ const (
 	wasmtraceWtStopWT_STOP_NO_FSBASE   wasmtraceWtStop = 10
 	wasmtraceWtStopWT_STOP__COUNT      wasmtraceWtStop = 11
 )
+
+type wasmtraceWtTiming struct {
+	_       structs.HostLayout
+	On      uint32
+	Pad     uint32
+	Buckets [256]uint64
+}
 
 type wasmtraceWtTraceConfig struct {
 	_          structs.HostLayout
@@ -190,6 +221,7 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	wasmtraceMapCopies            = "copies"
 	wasmtraceMapCounters          = "counters"
 	wasmtraceMapOffcpu            = "offcpu"
 	wasmtraceMapProcesses         = "processes"
@@ -197,6 +229,7 @@ const (
 	wasmtraceMapSamples           = "samples"
 	wasmtraceMapScratch           = "scratch"
 	wasmtraceMapSyscalls          = "syscalls"
+	wasmtraceMapTiming            = "timing"
 	wasmtraceMapTraceConfig       = "trace_config"
 	wasmtraceProgWasmtraceOffcpu  = "wasmtrace_offcpu"
 	wasmtraceProgWasmtraceSample  = "wasmtrace_sample"
@@ -210,6 +243,7 @@ const (
 	wasmtraceVarUnusedLogFlag     = "unused_log_flag"
 	wasmtraceVarUnusedSampleFlag  = "unused_sample_flag"
 	wasmtraceVarUnusedStop        = "unused_stop"
+	wasmtraceVarUnusedTiming      = "unused_timing"
 	wasmtraceVarUnusedWhere       = "unused_where"
 )
 
@@ -266,6 +300,7 @@ type wasmtraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type wasmtraceMapSpecs struct {
+	Copies      *ebpf.MapSpec `ebpf:"copies"`
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
 	Offcpu      *ebpf.MapSpec `ebpf:"offcpu"`
 	Processes   *ebpf.MapSpec `ebpf:"processes"`
@@ -273,6 +308,7 @@ type wasmtraceMapSpecs struct {
 	Samples     *ebpf.MapSpec `ebpf:"samples"`
 	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 	Syscalls    *ebpf.MapSpec `ebpf:"syscalls"`
+	Timing      *ebpf.MapSpec `ebpf:"timing"`
 	TraceConfig *ebpf.MapSpec `ebpf:"trace_config"`
 }
 
@@ -287,6 +323,7 @@ type wasmtraceVariableSpecs struct {
 	UnusedLogFlag    *ebpf.VariableSpec `ebpf:"unused_log_flag"`
 	UnusedSampleFlag *ebpf.VariableSpec `ebpf:"unused_sample_flag"`
 	UnusedStop       *ebpf.VariableSpec `ebpf:"unused_stop"`
+	UnusedTiming     *ebpf.VariableSpec `ebpf:"unused_timing"`
 	UnusedWhere      *ebpf.VariableSpec `ebpf:"unused_where"`
 }
 
@@ -310,6 +347,7 @@ func (o *wasmtraceObjects) Close() error {
 //
 // It can be passed to loadWasmtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type wasmtraceMaps struct {
+	Copies      *ebpf.Map `ebpf:"copies"`
 	Counters    *ebpf.Map `ebpf:"counters"`
 	Offcpu      *ebpf.Map `ebpf:"offcpu"`
 	Processes   *ebpf.Map `ebpf:"processes"`
@@ -317,11 +355,13 @@ type wasmtraceMaps struct {
 	Samples     *ebpf.Map `ebpf:"samples"`
 	Scratch     *ebpf.Map `ebpf:"scratch"`
 	Syscalls    *ebpf.Map `ebpf:"syscalls"`
+	Timing      *ebpf.Map `ebpf:"timing"`
 	TraceConfig *ebpf.Map `ebpf:"trace_config"`
 }
 
 func (m *wasmtraceMaps) Close() error {
 	return _WasmtraceClose(
+		m.Copies,
 		m.Counters,
 		m.Offcpu,
 		m.Processes,
@@ -329,6 +369,7 @@ func (m *wasmtraceMaps) Close() error {
 		m.Samples,
 		m.Scratch,
 		m.Syscalls,
+		m.Timing,
 		m.TraceConfig,
 	)
 }
@@ -344,6 +385,7 @@ type wasmtraceVariables struct {
 	UnusedLogFlag    *ebpf.Variable `ebpf:"unused_log_flag"`
 	UnusedSampleFlag *ebpf.Variable `ebpf:"unused_sample_flag"`
 	UnusedStop       *ebpf.Variable `ebpf:"unused_stop"`
+	UnusedTiming     *ebpf.Variable `ebpf:"unused_timing"`
 	UnusedWhere      *ebpf.Variable `ebpf:"unused_where"`
 }
 

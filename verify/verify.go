@@ -98,6 +98,9 @@ func Compare(s loader.Sample, l *layout.Layout, a arch.Arch) *Diff {
 	kRes := KernelResult(s)
 
 	var reasons []string
+	if s.Log.CopyMismatch {
+		reasons = append(reasons, "a word the kernel took from its copy of user memory differed from a direct read of it")
+	}
 	if mem.diverged != "" {
 		reasons = append(reasons, mem.diverged)
 	} else if mem.next < len(mem.log) {
