@@ -10,15 +10,16 @@ import (
 	"strings"
 )
 
-// exeFile is an executable opened for discovery: its symbols, demangled,
-// and the functions decoded so far.
+// exeFile is an executable opened for discovery: its symbols, demangled
+// as they are needed, and the functions decoded so far.
 type exeFile struct {
-	path  string
-	f     *elf.File
-	syms  []elf.Symbol
-	names []string // demangled names, parallel to syms
-	fns   map[uint64]*fn
-	errs  map[uint64]error
+	path      string
+	f         *elf.File
+	syms      []elf.Symbol
+	names     []string // demangled names, parallel to syms
+	demangled []bool   // names[i] is set
+	fns       map[uint64]*fn
+	errs      map[uint64]error
 
 	// tlsIndexes maps the address of each tls_index of this module (a
 	// GOT entry relocated with R_X86_64_DTPMOD64 against the module
@@ -35,27 +36,48 @@ func openBinary(path string) (*exeFile, error) {
 	if syms, err := f.Symbols(); err == nil {
 		b.syms = syms
 		b.names = make([]string, len(syms))
-		for i, s := range syms {
-			b.names[i] = demangle(s.Name)
-		}
+		b.demangled = make([]bool, len(syms))
 	}
 	return b, nil
+}
+
+// name is symbol i's demangled name. Demangling every symbol of a large
+// binary takes tens of milliseconds, so callers first rule symbols out by
+// the words their mangled names must contain.
+func (b *exeFile) name(i int) string {
+	if !b.demangled[i] {
+		b.names[i], b.demangled[i] = demangle(b.syms[i].Name), true
+	}
+	return b.names[i]
+}
+
+// mentions reports whether a raw (mangled) symbol name contains one of
+// words: mangling keeps each identifier of a path verbatim.
+func mentions(raw string, words []string) bool {
+	for _, w := range words {
+		if strings.Contains(raw, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *exeFile) Close() error { return b.f.Close() }
 
 // funcs returns the defined functions whose demangled name match accepts,
-// one per address, in address order.
-func (b *exeFile) funcs(match func(name string) bool) []elf.Symbol {
+// one per address, in address order. Only symbols whose mangled name
+// mentions one of words are considered.
+func (b *exeFile) funcs(words []string, match func(name string) bool) []elf.Symbol {
 	seen := map[uint64]bool{}
 	var out []elf.Symbol
 	for i, s := range b.syms {
-		if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Size == 0 || s.Section == elf.SHN_UNDEF || seen[s.Value] {
+		if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Size == 0 || s.Section == elf.SHN_UNDEF || seen[s.Value] ||
+			!mentions(s.Name, words) {
 			continue
 		}
-		if match(b.names[i]) {
+		if n := b.name(i); match(n) {
 			seen[s.Value] = true
-			out = append(out, elf.Symbol{Name: b.names[i], Value: s.Value, Size: s.Size, Info: s.Info})
+			out = append(out, elf.Symbol{Name: n, Value: s.Value, Size: s.Size, Info: s.Info})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Value < out[j].Value })
@@ -183,11 +205,11 @@ func (b *exeFile) mentionsWasmtime() (bool, string) {
 // hasWasmtimeSymbols reports whether the binary defines Wasmtime's code
 // (calling Wasmtime's C API in a shared library does not count).
 func (b *exeFile) hasWasmtimeSymbols() bool {
-	for i, n := range b.names {
-		if b.syms[i].Section == elf.SHN_UNDEF {
+	for i, s := range b.syms {
+		if s.Section == elf.SHN_UNDEF || !strings.Contains(s.Name, "wasmtime") {
 			continue
 		}
-		if strings.HasPrefix(n, "wasmtime") || strings.Contains(n, "<wasmtime") {
+		if n := b.name(i); strings.HasPrefix(n, "wasmtime") || strings.Contains(n, "<wasmtime") {
 			return true
 		}
 	}

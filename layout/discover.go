@@ -137,7 +137,7 @@ func (e *errPattern) Error() string { return e.fn + ": pattern not recognised: "
 // discoverOffsets decodes the struct offsets from the binary's backtrace
 // code, deciding the generation by which pattern the code follows.
 func discoverOffsets(b *exeFile) (*decoded, error) {
-	backtrace := b.funcs(func(n string) bool {
+	backtrace := b.funcs([]string{"new_with_trap_state", "trace_with_trap_state"}, func(n string) bool {
 		return suffix("backtrace::Backtrace::new_with_trap_state")(n) || suffix("backtrace::Backtrace::trace_with_trap_state")(n)
 	})
 	if len(backtrace) == 0 {
@@ -192,6 +192,15 @@ func stripFn(err error) string {
 		return p.why
 	}
 	return err.Error()
+}
+
+// lastIdent is the last identifier of a path: what its mangled name
+// surely contains.
+func lastIdent(path string) string {
+	if i := strings.LastIndex(path, "::"); i >= 0 {
+		return path[i+2:]
+	}
+	return path
 }
 
 // short drops the module path of a demangled name.
@@ -662,7 +671,7 @@ type roles struct {
 // trampolineRoles reads the stores of Wasmtime 3's assembly trampolines.
 func trampolineRoles(b *exeFile) (*roles, error) {
 	get := func(name string) (*fn, error) {
-		ss := b.funcs(exactly(name))
+		ss := b.funcs([]string{name}, exactly(name))
 		if len(ss) != 1 {
 			return nil, fmt.Errorf("function %s not found", name)
 		}
@@ -787,7 +796,7 @@ func (t *tlsFinding) where() string {
 func tlsFromCode(b *exeFile) (*tlsFinding, error) {
 	var found *tlsFinding
 	for _, name := range []string{"traphandlers::tls::raw::get", "traphandlers::tls::raw::PTR::__getit"} {
-		for _, s := range b.funcs(suffix(name)) {
+		for _, s := range b.funcs([]string{lastIdent(name)}, suffix(name)) {
 			f, err := b.decode(s)
 			if err != nil {
 				return nil, err

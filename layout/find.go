@@ -166,7 +166,7 @@ func (l *Layout) establishTLS(b *exeFile, library bool) (Generation, error) {
 			continue
 		}
 		for _, t := range tlsSymbols {
-			if b.names[i] == t.name {
+			if b.name(i) == t.name {
 				tlsSym, l.TLSSymbol, l.TLSMask, gen = s, t.name, t.mask, t.gen
 			}
 		}

@@ -270,11 +270,6 @@ func (l *Layout) checkTrampolines(mem proc.Memory, maps []proc.Mapping) error {
 		l.live("JIT trampolines", "not needed: this generation's VMRuntimeLimits offsets come from the assembly trampolines in the binary")
 		return nil
 	}
-	mods, err := symbolize.FindModules(mem, maps)
-	if err != nil && len(mods) == 0 {
-		l.live("JIT trampolines", "not checked: "+err.Error())
-		return nil
-	}
 	want := map[string]struct {
 		role storeRole
 		fl   field
@@ -285,7 +280,7 @@ func (l *Layout) checkTrampolines(mem proc.Memory, maps []proc.Mapping) error {
 	}
 	seen := map[string]string{}
 	n := 0
-	for _, m := range mods {
+	checkModule := func(m *symbolize.Module) error {
 		for _, f := range m.Funcs {
 			var keys []string
 			switch {
@@ -335,6 +330,23 @@ func (l *Layout) checkTrampolines(mem proc.Memory, maps []proc.Mapping) error {
 				}
 			}
 		}
+		return nil
+	}
+	// Modules are read only until one trampoline of each kind is found:
+	// reading them all would double the work of symbolization.
+	var checkErr error
+	found := 0
+	err := symbolize.EachModule(mem, maps, func(m *symbolize.Module) bool {
+		found++
+		checkErr = checkModule(m)
+		return checkErr == nil && len(seen) < len(want)
+	})
+	if checkErr != nil {
+		return checkErr
+	}
+	if err != nil && found == 0 {
+		l.live("JIT trampolines", "not checked: "+err.Error())
+		return nil
 	}
 	if n == 0 {
 		l.live("JIT trampolines", "none in memory yet; VMStoreContext offsets not checked against JIT code")

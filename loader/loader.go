@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,7 +56,7 @@ func Open(hz int) (*Tracer, error) {
 	if hz <= 0 || hz > 10000 {
 		return nil, fmt.Errorf("sampling frequency %d Hz is out of range 1..10000", hz)
 	}
-	t, err := load()
+	t, err := load("wasmtrace_sample")
 	if err != nil {
 		return nil, err
 	}
@@ -66,19 +67,43 @@ func Open(hz int) (*Tracer, error) {
 	return t, nil
 }
 
-// load loads the BPF objects and opens the ring buffer; nothing is
-// attached yet.
-func load() (*Tracer, error) {
+// load loads the maps and the named programs and opens the ring buffer;
+// nothing is attached yet. Only the programs a command attaches are
+// loaded: the verifier takes tens of milliseconds over each, and that
+// delays the first sample.
+func load(progs ...string) (*Tracer, error) {
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil && !errors.Is(err, unix.EPERM) {
 		return nil, fmt.Errorf("raise memlock limit: %w", err)
 	}
-	t := &Tracer{}
-	if err := loadWasmtraceObjects(&t.objs, nil); err != nil {
+	spec, err := loadWasmtrace()
+	if err != nil {
+		return nil, fmt.Errorf("read BPF object: %w", err)
+	}
+	for name := range spec.Programs {
+		if !slices.Contains(progs, name) {
+			delete(spec.Programs, name)
+		}
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 			return nil, fmt.Errorf("load BPF program: %w", ErrPermission)
 		}
 		return nil, fmt.Errorf("load BPF program: %w", err)
+	}
+	defer coll.Close() // what was not assigned below
+	t := &Tracer{}
+	if err := coll.Assign(&t.objs.wasmtraceMaps); err != nil {
+		return nil, fmt.Errorf("load BPF program: %w", err)
+	}
+	p := &t.objs.wasmtracePrograms
+	for name, dst := range map[string]**ebpf.Program{
+		"wasmtrace_sample": &p.WasmtraceSample, "wasmtrace_trap": &p.WasmtraceTrap,
+		"wasmtrace_syscall": &p.WasmtraceSyscall, "wasmtrace_offcpu": &p.WasmtraceOffcpu,
+		"wasmtrace_uprobe": &p.WasmtraceUprobe,
+	} {
+		*dst = coll.DetachProgram(name) // nil when not loaded
 	}
 	rd, err := ringbuf.NewReader(t.objs.Samples)
 	if err != nil {

@@ -75,7 +75,16 @@ func OpenTrace(o TraceOptions) (*Tracer, error) {
 	if o.MaxRate < 0 {
 		return nil, fmt.Errorf("maximum rate %d is negative", o.MaxRate)
 	}
-	t, err := load()
+	var progs []string
+	for name, on := range map[string]bool{
+		"wasmtrace_trap": o.Trap, "wasmtrace_syscall": len(o.Syscalls) > 0,
+		"wasmtrace_offcpu": o.OffCPU, "wasmtrace_uprobe": len(o.Uprobes) > 0,
+	} {
+		if on {
+			progs = append(progs, name)
+		}
+	}
+	t, err := load(progs...)
 	if err != nil {
 		return nil, err
 	}

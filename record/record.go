@@ -40,6 +40,48 @@ type Options struct {
 	// Verify is the fraction of samples (0 to 1) whose kernel walk is
 	// checked against the Go walker (Stats.Verify); 0 checks none.
 	Verify float64
+	// Opening, if set, is the kernel walker opened by OpenAsync (at Hz);
+	// otherwise Run opens it.
+	Opening *Opening
+}
+
+// Opening is the kernel walker being loaded and attached in the background.
+type Opening struct {
+	done chan struct{}
+	tr   *loader.Tracer
+	err  error
+}
+
+// OpenAsync starts loading and attaching the kernel walker at hz samples a
+// second, which takes about as long as Prepare, so that the two overlap:
+// the first sample comes sooner. Pass it to Run in Options.Opening, or
+// Close it.
+func OpenAsync(hz int) *Opening {
+	o := &Opening{done: make(chan struct{})}
+	go func() {
+		defer close(o.done)
+		o.tr, o.err = loader.Open(hz)
+	}()
+	return o
+}
+
+// wait returns the opened walker, once.
+func (o *Opening) wait() (*loader.Tracer, error) {
+	<-o.done
+	tr := o.tr
+	o.tr = nil
+	return tr, o.err
+}
+
+// Close closes the walker unless Run took it. It does not wait for a
+// walker still loading (a failed Prepare returns at once); that one is
+// closed when it is ready.
+func (o *Opening) Close() {
+	go func() {
+		if tr, _ := o.wait(); tr != nil {
+			tr.Close()
+		}
+	}()
 }
 
 // ErrTargetExited is returned, with the profile recorded so far, when the
@@ -158,7 +200,13 @@ func newSession(opt Options) (*session, error) {
 	if opt.TickEvery == 0 {
 		opt.TickEvery = time.Second
 	}
-	tr, err := loader.Open(opt.Hz)
+	var tr *loader.Tracer
+	var err error
+	if opt.Opening != nil {
+		tr, err = opt.Opening.wait()
+	} else {
+		tr, err = loader.Open(opt.Hz)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -46,8 +46,18 @@ func (e *ImageError) Unwrap() error { return e.Err }
 // (errors.Is(err, ErrNoImage) for those without any ELF header) and the
 // modules found are still returned, sorted by TextStart.
 func FindModules(mem proc.Memory, maps []proc.Mapping) ([]*Module, error) {
-	maps = sortedMaps(maps)
 	var mods []*Module
+	err := EachModule(mem, maps, func(m *Module) bool {
+		mods = append(mods, m)
+		return true
+	})
+	return mods, err
+}
+
+// EachModule is FindModules one module at a time, in address order, until
+// yield returns false.
+func EachModule(mem proc.Memory, maps []proc.Mapping, yield func(*Module) bool) error {
+	maps = sortedMaps(maps)
 	var errs []error
 	for i, m := range maps {
 		if !isTextCandidate(m) {
@@ -58,9 +68,11 @@ func FindModules(mem proc.Memory, maps []proc.Mapping) ([]*Module, error) {
 			errs = append(errs, err)
 			continue
 		}
-		mods = append(mods, mod)
+		if !yield(mod) {
+			break
+		}
 	}
-	return mods, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // isTextCandidate reports mappings that may hold a module's .text:

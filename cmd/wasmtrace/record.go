@@ -79,7 +79,11 @@ Formats (--format FORMAT, or chosen by the -o file name; stdout gets text):
 	log := newLogger(stderr, *verbose)
 
 	var t *record.Target
+	var opening *record.Opening
 	if !all {
+		// The kernel walker loads while the target is examined.
+		opening = record.OpenAsync(*hz)
+		defer opening.Close()
 		if t, err = record.Prepare(*pid, log); err != nil {
 			return err
 		}
@@ -96,7 +100,7 @@ Formats (--format FORMAT, or chosen by the -o file name; stdout gets text):
 		<-ctx.Done()
 		stop()
 	}()
-	opt := record.Options{PID: *pid, Hz: *hz, Duration: dur, Log: log, Verify: verifyFrac}
+	opt := record.Options{PID: *pid, Hz: *hz, Duration: dur, Log: log, Verify: verifyFrac, Opening: opening}
 	if isTerminal(stderr) {
 		opt.Tick = statusLine(stderr)
 	}

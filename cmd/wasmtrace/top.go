@@ -46,6 +46,8 @@ Example:
 		fmt.Fprintln(stderr, "wasmtrace top: -p PID is required")
 		return errUsage
 	}
+	opening := record.OpenAsync(*hz)
+	defer opening.Close()
 	t, err := record.Prepare(*pid, newLogger(stderr, false))
 	if err != nil {
 		return err
@@ -79,7 +81,7 @@ Example:
 	}
 
 	v := &topView{out: stdout, tty: tty, t: t, hz: *hz, prev: map[string]profile.Func{}}
-	_, _, runErr := record.Run(ctx, t, record.Options{PID: *pid, Hz: *hz, Duration: dur, Tick: v.draw})
+	_, _, runErr := record.Run(ctx, t, record.Options{PID: *pid, Hz: *hz, Duration: dur, Tick: v.draw, Opening: opening})
 	return runErr
 }
 
