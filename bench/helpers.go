@@ -61,7 +61,8 @@ func readUserBig(size int32) func(*ebpf.Map) asm.Instructions {
 
 var helperVariants = []helperVariant{
 	{"(none: the pid check and a counter)", 0, nil},
-	{"bpf_probe_read_user, 8 bytes of the stack", 100, readUser(8)},
+	{"bpf_probe_read_user, 8 bytes of the stack (100 in a row)", 100, readUser(8)},
+	{"bpf_probe_read_user, 8 bytes of the stack (the run's only read)", 1, readUser(8)},
 	{"bpf_probe_read_user, 16 bytes of the stack", 100, readUser(16)},
 	{"bpf_probe_read_user, 4 KiB of the stack", 1, readUserBig(4096)},
 	{"bpf_probe_read_user, 8 KiB of the stack", 1, readUserBig(8192)},
