@@ -468,19 +468,27 @@ static long walk_step(__u32 i, void *ctx)
 	return 0;
 }
 
+/* The three user registers a walk starts from. (A whole struct wt_regs
+ * would not fit on the BPF stack beside the walk.) */
+struct wt_uregs {
+	__u64 ip, bp, sp;
+};
+
 /* The current thread's user registers, saved on kernel entry. */
-static __always_inline int task_user_regs(struct wt_regs *r)
+static __always_inline int task_user_regs(struct wt_uregs *r)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	long regs = bpf_task_pt_regs(task);
+	const struct wt_regs *regs = (const struct wt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return -1;
-	return bpf_probe_read_kernel(r, sizeof(*r), (const void *)regs);
+	return bpf_probe_read_kernel(&r->ip, sizeof(r->ip), &regs->ip) ||
+	       bpf_probe_read_kernel(&r->bp, sizeof(r->bp), &regs->bp) ||
+	       bpf_probe_read_kernel(&r->sp, sizeof(r->sp), &regs->sp);
 }
 
 /* The sampled thread's user registers: in the perf context when the sample
  * hit user mode, otherwise (a system call, a fault) saved on kernel entry. */
-static __always_inline int user_regs(struct wt_perf_ctx *ctx, struct wt_regs *r)
+static __always_inline int user_regs(struct wt_perf_ctx *ctx, struct wt_uregs *r)
 {
 	if (ctx->regs.cs & 3) {
 		r->ip = ctx->regs.ip;
@@ -496,19 +504,25 @@ static __always_inline int user_regs(struct wt_perf_ctx *ctx, struct wt_regs *r)
  * (c3). Sampled on one of those instructions, rbp is still the caller's
  * frame, and the caller's PC is on top of the stack ([sp] before the push
  * and at the ret, [sp+8] after the push). Returns that PC, or 0 when rbp is
- * the sampled function's own frame. */
+ * the sampled function's own frame.
+ *
+ * The top of the stack comes first (from the stack copy): on those
+ * instructions it holds a return address into compiled code or the
+ * caller's FP. When it holds neither, the function is in its body and the
+ * code, a page the walk touches nowhere else, is not read. */
 static __always_inline __u64 caller_pc_outside_frame(struct wt_record *r, const struct wt_copies *c,
-						     __u64 ip, __u64 sp)
+						     const struct wt_process *p, __u64 ip, __u64 sp,
+						     __u64 fp)
 {
 	__u8 code[3] = {};
-	__u64 ra = 0;
+	__u64 top = 0, ra = 0;
 
+	if (read_word(r, c, &top, sp) || (top != fp && !in_ranges(p, top)))
+		return 0;
 	if (read_user(r, code, 1, ip))
 		return 0;
-	if (code[0] == 0x55 || code[0] == 0xc3) {
-		read_word(r, c, &ra, sp);
-		return ra;
-	}
+	if (code[0] == 0x55 || code[0] == 0xc3)
+		return top;
 	if (code[0] == 0x48 && !read_user(r, code, 3, ip) && code[1] == 0x89 && code[2] == 0xe5) {
 		read_word(r, c, &ra, sp + 8);
 		return ra;
@@ -577,7 +591,7 @@ static __always_inline struct wt_record *begin(const struct wt_process *p, __u64
  * r->s. Every program walks through here, the perf sample and every trace
  * event alike. */
 static __always_inline void walk_user(struct wt_record *r, const struct wt_process *p,
-				      const struct wt_regs *regs)
+				      const struct wt_uregs *regs)
 {
 	struct wt_sample *s = &r->s;
 	struct walk w = {};
@@ -656,7 +670,7 @@ static __always_inline void walk_user(struct wt_record *r, const struct wt_proce
 			s->stop = WT_STOP_TRANSITION;
 			return;
 		}
-		__u64 caller = caller_pc_outside_frame(r, c, regs->ip, regs->sp);
+		__u64 caller = caller_pc_outside_frame(r, c, p, regs->ip, regs->sp, regs->bp);
 		if (start_region(&w, r, c, caller ? caller : regs->ip, regs->bp, cur_entry) == 0 && caller) {
 			/* The sampled function has no frame yet (or no more): it
 			 * is the leaf, and the region goes on from its caller. */
@@ -689,7 +703,7 @@ int wasmtrace_sample(struct wt_perf_ctx *ctx)
 	__u32 pid = id >> 32;
 	struct wt_process *p;
 	struct wt_record *r;
-	struct wt_regs regs = {};
+	struct wt_uregs regs = {};
 
 	p = bpf_map_lookup_elem(&processes, &pid);
 	if (!p)
@@ -785,7 +799,7 @@ static __always_inline int rate_ok(void)
 static __always_inline struct wt_record *walk_current(const struct wt_process *p, __u64 id,
 						      __u16 event)
 {
-	struct wt_regs regs = {};
+	struct wt_uregs regs = {};
 	struct wt_record *r = begin(p, id, event, 0);
 
 	if (!r)
@@ -846,11 +860,13 @@ int wasmtrace_syscall(struct bpf_raw_tracepoint_args *ctx)
 	r = walk_current(p, id, WT_EVENT_SYSCALL);
 	if (!r)
 		return 0;
-	struct wt_regs regs = {};
-	bpf_probe_read_kernel(&regs, sizeof(regs), (const void *)ctx->args[0]);
+	const struct wt_regs *regs = (const struct wt_regs *)ctx->args[0];
+	__u64 arg0 = 0, arg2 = 0;
+	bpf_probe_read_kernel(&arg0, sizeof(arg0), &regs->di);
+	bpf_probe_read_kernel(&arg2, sizeof(arg2), &regs->dx);
 	r->s.args[0] = nr;
-	r->s.args[1] = regs.di;
-	r->s.args[2] = regs.dx;
+	r->s.args[1] = arg0;
+	r->s.args[2] = arg2;
 	send(r, 0);
 	return 0;
 }
@@ -903,7 +919,7 @@ int wasmtrace_uprobe(struct wt_regs *ctx)
 	__u32 pid = id >> 32;
 	struct wt_process *p = bpf_map_lookup_elem(&processes, &pid);
 	struct wt_record *r;
-	struct wt_regs regs = {};
+	struct wt_uregs regs = {};
 
 	if (!p || !rate_ok())
 		return 0;

@@ -22,8 +22,8 @@
 /* Steps of the walk's loop: one frame, one region end or one CTS each. */
 #define WT_MAX_STEPS (WT_MAX_FRAMES + WT_MAX_CTS + WT_MAX_ACTIVATIONS)
 /* User-memory reads one verified sample logs. A walk of the newer
- * generation reads at most 10 + 2 * WT_MAX_STEPS + 5 * WT_MAX_ACTIVATIONS
- * = 874 times; only a seed walk through many empty regions could read
+ * generation reads at most 11 + 2 * WT_MAX_STEPS + 5 * WT_MAX_ACTIVATIONS
+ * = 875 times; only a seed walk through many empty regions could read
  * more, and its log is then marked WT_LOG_OVERFLOW. (The per-CPU scratch
  * value, a sample and this log, must stay under the kernel's 32 KiB.) */
 #define WT_MAX_READS 1024

@@ -52,11 +52,12 @@ const (
 	// region end or one CallThreadState per step.
 	MaxSteps = MaxFrames + MaxCTS + MaxActivations
 	// MaxReads bounds the memory reads of one walk, none longer than 8
-	// bytes: at most 10 before the loop (the TLS slot, four store and CTS
-	// words, the saved base, the prologue check's two code reads and its
-	// return address) and at most 7 per step (a CallThreadState of the
-	// sampled store in the newer generation).
-	MaxReads = 10 + 7*MaxSteps
+	// bytes: at most 11 before the loop (the TLS slot, four store and CTS
+	// words, the saved base, the top of the stack, the prologue check's two
+	// code reads and the return address after a push) and at most 7 per
+	// step (a CallThreadState of the sampled store in the newer
+	// generation).
+	MaxReads = 11 + 7*MaxSteps
 )
 
 // Where a thread was when its stack was taken.
@@ -186,7 +187,7 @@ func Walk(mem proc.Memory, l *layout.Layout, a arch.Arch, t Thread, inWasm func(
 			res.Stop = StopTransition
 			return res
 		}
-		caller := w.callerPCOutsideFrame(t.PC, t.SP)
+		caller := w.callerPCOutsideFrame(t.PC, t.SP, t.FP, inWasm)
 		start := t.PC
 		if caller != 0 {
 			start = caller
@@ -347,8 +348,18 @@ func (w *walk) step() bool {
 // caller's frame and the caller's PC is on top of the stack ([sp] before
 // the push and at the ret, [sp+8] after the push). It returns that PC, or 0
 // when fp is the sampled function's own frame.
-func (w *walk) callerPCOutsideFrame(pc, sp uint64) uint64 {
+//
+// The top of the stack comes first: on those instructions it holds a
+// return address into compiled code (before the push, at the ret) or the
+// caller's FP (after the push). When it holds neither, the function is in
+// its body and the code is not read: reading the code costs the kernel a
+// page of memory it touches nowhere else.
+func (w *walk) callerPCOutsideFrame(pc, sp, fp uint64, inWasm func(uint64) bool) uint64 {
 	if w.a.Name != arch.AMD64.Name {
+		return 0
+	}
+	var top uint64
+	if !w.read(&top, sp) || (top != fp && !inWasm(top)) {
 		return 0
 	}
 	var code [3]byte
@@ -357,9 +368,7 @@ func (w *walk) callerPCOutsideFrame(pc, sp uint64) uint64 {
 	}
 	switch {
 	case code[0] == 0x55 || code[0] == 0xc3:
-		var ra uint64
-		w.read(&ra, sp)
-		return ra
+		return top
 	case code[0] == 0x48:
 		if _, err := w.mem.ReadAt(code[:], pc); err == nil && code[1] == 0x89 && code[2] == 0xe5 {
 			var ra uint64

@@ -204,6 +204,20 @@ var walkCases = []walkCase{
 		want: want{InWasm, StopOK, cat([]uint64{leafPC}, actA, actB), []int{0, 4}},
 	},
 	{
+		// The top of the stack is neither a return address into Wasm nor
+		// the caller's FP: the sampled function is in its body, whatever
+		// the code says (here a push, which the walk must not read).
+		name:  "top of the stack not a return address: the code is not read",
+		only:  amd64Only,
+		scene: scene{acts: [][]uint64{actA}},
+		mutate: func(b *built) {
+			b.thread.PC = leafPC
+			b.mem.Set(leafPC, []byte{0x55})
+			b.set(b.thread.SP, 0x1234)
+		},
+		want: want{InWasm, StopOK, cat([]uint64{leafPC}, actA[1:]), []int{0}},
+	},
+	{
 		name:  "prologue, return address unreadable: FP is trusted",
 		only:  amd64Only,
 		scene: scene{acts: [][]uint64{actA}},
