@@ -54,10 +54,12 @@
  *
  * Copies: a bpf_probe_read_user costs about as much for 8 bytes as for a
  * few hundred, so the walk copies what it is about to read in one read
- * each: the words of a CTS, of its saved values and of its store
- * (wt_layout's spans), and, when a region starts, the stack from its
- * first FP up to its bound (the window). read_word then serves words from
- * those copies and reads user memory only for words outside them. The
+ * each. First the stack from the sampled SP to just above the innermost
+ * CTS, which holds the innermost activation's frames, the CTS and usually
+ * its saved values. Then the words of each store, and of any CTS or saved
+ * values outside that copy (wt_layout's spans). Then, when an older region
+ * starts, the stack from its first FP up to its bound. read_word serves
+ * words from those copies and reads user memory only outside them. The
  * copies change no result: a word is served from a copy only if the copy
  * was read whole, and the sampled thread is stopped while we read. The Go
  * walker therefore has no copies; what the kernel sends and logs is the
