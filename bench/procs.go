@@ -5,11 +5,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/wasmtrace/wasmtrace/loader"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +18,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/wasmtrace/wasmtrace/loader"
 )
 
 // progress is one "progress" line of a test target (see
@@ -291,14 +293,20 @@ func (a bpfStats) sub(b bpfStats) bpfStats {
 	return d
 }
 
-// bpfMaps caches wasmtrace's maps found by id, by name (opening a map by id
-// is a syscall; polling does it once); others are the ids of maps not
-// wanted.
+// bpfMaps caches the maps of wasmtrace's found by id: opening a map by id
+// is a syscall, and polling does it once. A nil map is one not wanted.
 var (
 	bpfMapsMu sync.Mutex
-	bpfMaps   = map[uint32]*ebpf.Map{}
-	others    = map[uint32]bool{}
+	bpfMaps   = map[uint32]namedMap{}
 )
+
+type namedMap struct {
+	m    *ebpf.Map
+	name string
+}
+
+// wantedMaps are the maps of wasmtrace's the benchmark reads.
+var wantedMaps = []string{"counters", "timing"}
 
 // readBPF finds wasmtrace's program and counters map among pid's file
 // descriptors (what bpftool prog show reads: /proc/PID/fdinfo) and returns
@@ -366,33 +374,25 @@ func readBPF(pid int) (s bpfStats, ok bool, err error) {
 	return s, haveProg && haveMap, nil
 }
 
-// bpfMap opens the map with this id if it is named name.
+// bpfMap returns the map with this id if it is named name.
 func bpfMap(id uint32, name string) *ebpf.Map {
 	bpfMapsMu.Lock()
 	defer bpfMapsMu.Unlock()
-	if m := bpfMaps[id]; m != nil {
-		if info, err := m.Info(); err == nil && info.Name == name {
-			return m
+	nm, seen := bpfMaps[id]
+	if !seen {
+		if m, err := ebpf.NewMapFromID(ebpf.MapID(id)); err == nil {
+			if info, err := m.Info(); err == nil && slices.Contains(wantedMaps, info.Name) {
+				nm = namedMap{m, info.Name}
+			} else {
+				m.Close()
+			}
 		}
+		bpfMaps[id] = nm
+	}
+	if nm.m == nil || nm.name != name {
 		return nil
 	}
-	if others[id] {
-		return nil
-	}
-	m, err := ebpf.NewMapFromID(ebpf.MapID(id))
-	if err != nil {
-		return nil
-	}
-	if info, err := m.Info(); err != nil || (info.Name != "counters" && info.Name != "timing") {
-		m.Close()
-		others[id] = true
-		return nil
-	}
-	bpfMaps[id] = m
-	if info, _ := m.Info(); info.Name != name {
-		return nil
-	}
-	return m
+	return nm.m
 }
 
 // readTiming turns the program's timing on (it stays on while wasmtrace
@@ -414,8 +414,10 @@ func readTiming(m *ebpf.Map) []uint64 {
 func closeCounterMaps() {
 	bpfMapsMu.Lock()
 	defer bpfMapsMu.Unlock()
-	for id, m := range bpfMaps {
-		m.Close()
+	for id, nm := range bpfMaps {
+		if nm.m != nil {
+			nm.m.Close()
+		}
 		delete(bpfMaps, id)
 	}
 }

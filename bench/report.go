@@ -2,11 +2,12 @@ package main
 
 import (
 	"fmt"
-	"github.com/wasmtrace/wasmtrace/loader"
 	"math"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/wasmtrace/wasmtrace/loader"
 )
 
 type report struct {

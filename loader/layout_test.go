@@ -145,7 +145,7 @@ func TestDecodeSample(t *testing.T) {
 
 	r.S.Flags = uint8(wasmtraceWtSampleFlagWT_SAMPLE_LOGGED)
 	r.Log.Fsbase, r.Log.Gen, r.Log.Nreads = 0x7f00, 7, 3
-	r.Log.Flags = uint32(wasmtraceWtLogFlagWT_LOG_OVERFLOW)
+	r.Log.Flags = uint32(wasmtraceWtLogFlagWT_LOG_OVERFLOW | wasmtraceWtLogFlagWT_LOG_COPY_MISMATCH)
 	r.Log.Reads[0] = wasmtraceWtRead{Addr: 0x1000, Value: 0x1122334455667788, Size: 8}
 	r.Log.Reads[1] = wasmtraceWtRead{Addr: 0x2000, Size: 8, Err: -int32(unix.EFAULT)}
 	r.Log.Reads[2] = wasmtraceWtRead{Addr: 0x3000, Value: 0xe58948, Size: 3}
@@ -153,12 +153,12 @@ func TestDecodeSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &ReadLog{FSBase: 0x7f00, Gen: 7, Overflow: true, Reads: []Read{
+	want := &ReadLog{FSBase: 0x7f00, Gen: 7, Overflow: true, CopyMismatch: true, Reads: []Read{
 		{Addr: 0x1000, Size: 8, Value: 0x1122334455667788},
 		{Addr: 0x2000, Size: 8, Errno: int32(unix.EFAULT)},
 		{Addr: 0x3000, Size: 3, Value: 0xe58948},
 	}}
-	if l := s.Log; l == nil || l.FSBase != want.FSBase || l.Gen != want.Gen || !l.Overflow || l.NoRegs ||
+	if l := s.Log; l == nil || l.FSBase != want.FSBase || l.Gen != want.Gen || !l.Overflow || l.NoRegs || !l.CopyMismatch ||
 		!slices.Equal(l.Reads, want.Reads) {
 		t.Errorf("decoded log %+v, want %+v", s.Log, want)
 	}
@@ -316,4 +316,56 @@ func layout39() *layout.Layout {
 		SavedExitPC: 0x20, SavedExitFP: 0x28, SavedEntry: 0x30,
 		StoreExitFP: 0x28, StoreExitPC: 0x30, StoreEntry: 0x40,
 	}
+}
+
+// Every program of the object has a place to go, and each command loads
+// only the programs it attaches: the verifier's time on the others would
+// delay the first sample.
+func TestLoadsOnlyAttachedPrograms(t *testing.T) {
+	spec, err := Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	places := (&wasmtracePrograms{}).byName()
+	for name := range spec.Programs {
+		if places[name] == nil {
+			t.Errorf("program %s of the object is never assigned", name)
+		}
+	}
+	if len(places) != len(spec.Programs) {
+		t.Errorf("%d places for %d programs", len(places), len(spec.Programs))
+	}
+
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("loading BPF needs root, and CI=true forbids skipping")
+		}
+		t.Skip("loading BPF needs root")
+	}
+	loaded := func(tr *Tracer) []string {
+		var out []string
+		for name, p := range tr.objs.wasmtracePrograms.byName() {
+			if *p != nil {
+				out = append(out, name)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	tr, err := Open(99)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := loaded(tr); !slices.Equal(got, []string{progSample}) {
+		t.Errorf("Open loaded %v, want only %s", got, progSample)
+	}
+	tr.Close()
+	tr, err = OpenTrace(TraceOptions{Trap: true, OffCPU: true, MinBlock: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := loaded(tr); !slices.Equal(got, []string{progOffCPU, progTrap}) {
+		t.Errorf("OpenTrace(trap, offcpu) loaded %v, want %s and %s", got, progOffCPU, progTrap)
+	}
+	tr.Close()
 }

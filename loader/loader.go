@@ -56,7 +56,7 @@ func Open(hz int) (*Tracer, error) {
 	if hz <= 0 || hz > 10000 {
 		return nil, fmt.Errorf("sampling frequency %d Hz is out of range 1..10000", hz)
 	}
-	t, err := load("wasmtrace_sample")
+	t, err := load(progSample)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +65,23 @@ func Open(hz int) (*Tracer, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// The kernel walker's programs (SEC names in bpf/wasmtrace.c).
+const (
+	progSample  = "wasmtrace_sample"
+	progTrap    = "wasmtrace_trap"
+	progSyscall = "wasmtrace_syscall"
+	progOffCPU  = "wasmtrace_offcpu"
+	progUprobe  = "wasmtrace_uprobe"
+)
+
+// byName is where each program goes once loaded.
+func (p *wasmtracePrograms) byName() map[string]**ebpf.Program {
+	return map[string]**ebpf.Program{
+		progSample: &p.WasmtraceSample, progTrap: &p.WasmtraceTrap, progSyscall: &p.WasmtraceSyscall,
+		progOffCPU: &p.WasmtraceOffcpu, progUprobe: &p.WasmtraceUprobe,
+	}
 }
 
 // load loads the maps and the named programs and opens the ring buffer;
@@ -97,12 +114,7 @@ func load(progs ...string) (*Tracer, error) {
 	if err := coll.Assign(&t.objs.wasmtraceMaps); err != nil {
 		return nil, fmt.Errorf("load BPF program: %w", err)
 	}
-	p := &t.objs.wasmtracePrograms
-	for name, dst := range map[string]**ebpf.Program{
-		"wasmtrace_sample": &p.WasmtraceSample, "wasmtrace_trap": &p.WasmtraceTrap,
-		"wasmtrace_syscall": &p.WasmtraceSyscall, "wasmtrace_offcpu": &p.WasmtraceOffcpu,
-		"wasmtrace_uprobe": &p.WasmtraceUprobe,
-	} {
+	for name, dst := range t.objs.wasmtracePrograms.byName() {
 		*dst = coll.DetachProgram(name) // nil when not loaded
 	}
 	rd, err := ringbuf.NewReader(t.objs.Samples)

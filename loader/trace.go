@@ -77,8 +77,8 @@ func OpenTrace(o TraceOptions) (*Tracer, error) {
 	}
 	var progs []string
 	for name, on := range map[string]bool{
-		"wasmtrace_trap": o.Trap, "wasmtrace_syscall": len(o.Syscalls) > 0,
-		"wasmtrace_offcpu": o.OffCPU, "wasmtrace_uprobe": len(o.Uprobes) > 0,
+		progTrap: o.Trap, progSyscall: len(o.Syscalls) > 0,
+		progOffCPU: o.OffCPU, progUprobe: len(o.Uprobes) > 0,
 	} {
 		if on {
 			progs = append(progs, name)

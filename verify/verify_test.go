@@ -133,6 +133,8 @@ func TestDifferences(t *testing.T) {
 			s.Log.Reads[2].Addr += 8
 		}, []string{"read 2: the Go walker read 8 bytes at 0x600030 (never logged by the kernel), the kernel read 8 bytes at 0x600038", "where: kernel wasm, Go no-wasm"}},
 		{"another thread pointer", func(s *loader.Sample) { s.Log.FSBase += 0x1000 }, []string{"read 0: the Go walker read 8 bytes at 0x7f0000000f98 (never logged by the kernel)"}},
+		{"a copy that disagreed with a direct read", func(s *loader.Sample) { s.Log.CopyMismatch = true },
+			[]string{"a word the kernel took from its copy of user memory differed from a direct read of it"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := kernelSample(memory(), thread)
