@@ -547,7 +547,7 @@ func stepsOnce(t *target) (stepRun, error) {
 	if len(ranges) > loader.MaxRanges {
 		ranges = ranges[:loader.MaxRanges]
 	}
-	if err := tr.SetProcess(t.pid, loader.ProcessConfig{Layout: tg.Layout, Arch: tg.Arch, Ranges: ranges}); err != nil {
+	if err := tr.SetProcess(t.pid, loader.ProcessConfig{Layout: tg.Layout, Arch: tg.Arch, Stacks: tg.Stacks, Ranges: ranges}); err != nil {
 		return sr, err
 	}
 	t3 := time.Now()

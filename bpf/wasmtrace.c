@@ -31,9 +31,31 @@
  *
  * Each Wasm frame is a record [fp] = caller's FP, [fp+8] = return address.
  *
+ * Async Wasmtime runs each call on a fiber: a stack of its own, in a mapping
+ * that is not the thread's. While a fiber runs, the thread-local chain
+ * holds its CallThreadStates first, and the oldest of them links to what
+ * the chain held when the fiber was resumed (the thread's own activations,
+ * if the executor was itself called from Wasm); a suspended fiber's
+ * CallThreadStates are unlinked, so no thread's chain reaches them:
+ *
+ *     thread's own stack                 fiber stack
+ *   | main, executor ...        |      | fiber start                |
+ *   | (own activations, if any) |      | entry trampoline frame     | <- bound, fiber
+ *   | resume: switch stacks  ---+----> | Wasm frames, host frames   |
+ *                                      | CTS (innermost, in TLS)    |
+ *
+ * Resuming, Wasmtime swaps the fiber's saved state into the store and then
+ * links its CallThreadStates into the chain, on the thread's own stack;
+ * suspending, it unlinks them and swaps back, again on the thread's own
+ * stack. A thread that runs on its own stack while its chain names a CTS
+ * elsewhere is therefore in the middle of a switch.
+ *
  * The algorithm:
  *  1. Find the thread's innermost CallThreadState (CTS) through the
  *     thread-local slot at fsbase + tls_offset. None: no Wasm on the stack.
+ *     Then the bounds of the thread's own stack (wt_stacks). Sampled on its
+ *     own stack with the CTS elsewhere, or in Wasm on another stack with
+ *     the CTS on its own: a fiber switch in progress.
  *  2. Read its store's current exit PC/FP and entry bound. If they still
  *     equal what this CTS saved on entry, its trampoline has not run yet (or
  *     has been undone): the CTS contributes no region.
@@ -48,7 +70,11 @@
  *     other stores; each one's saved values (inline, or in the
  *     EntryStoreContext it points to) are the exit PC/FP and bound of the
  *     next older activation. An exit PC of 0 ends the stack. Each older
- *     bound must lie above the newer one.
+ *     bound must lie above the newer one on the same stack. Activations on
+ *     fibers come before those on the thread's own stack: the walk may
+ *     leave the fibers for the thread's stack once (the order check starts
+ *     over there), never come back; the innermost activation lies on a
+ *     fiber whenever the sampled SP does not lie on the thread's stack.
  * Every failed check ends the walk with its wt_stop code; the frames found so
  * far are still sent, flagged by that code, and userspace decides.
  *
@@ -107,16 +133,18 @@ struct {
 	__type(value, struct wt_record);
 } scratch SEC(".maps");
 
+/* The spans of struct wt_copies: Wasmtime's records, and the thread's
+ * glibc TCB. */
+enum { SPAN_CTS = 0, SPAN_SAVED = 1, SPAN_STORE = 2, SPAN_TCB = 3, WT_SPANS = 4 };
+
 /* What the walk copied from user memory (see Copies above). */
 struct wt_copies {
 	__u64 stack_lo, stack_len;
-	__u64 span_lo[3], span_len[3];
+	__u64 span_lo[WT_SPANS], span_len[WT_SPANS];
 	__u8 stack[WT_WINDOW_BYTES];
-	__u8 span[3][WT_SPAN_BYTES];
+	__u8 span[WT_SPANS][WT_SPAN_BYTES];
 };
 
-/* The spans of struct wt_copies. */
-enum { SPAN_CTS = 0, SPAN_SAVED = 1, SPAN_STORE = 2 };
 
 /* The walk's copies of user memory, too large for the BPF stack and kept
  * apart from scratch, whose value is near the kernel's 32 KiB limit. Written
@@ -185,7 +213,10 @@ struct walk {
 	__u64 prev_bound;     /* bound of the newer activation, 0 before the first */
 	__u64 cts;            /* next CTS to consult for an older region */
 	__u64 store;          /* the sampled store: other stores' CTSs are skipped */
+	__u64 own_lo, own_hi; /* the thread's own stack */
 	__u32 in_region;
+	__u8 sp_own;          /* the sampled SP is on the thread's own stack */
+	__u8 on_fiber;        /* the current region is on a fiber */
 	__u8 stop;
 	__u8 done;
 };
@@ -239,7 +270,7 @@ static __always_inline int copied(const struct wt_copies *c, __u64 addr, __u64 *
 		__builtin_memcpy(dst, &c->stack[off], 8);
 		return 1;
 	}
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < WT_SPANS; i++) {
 		off = addr - c->span_lo[i];
 		if (off <= WT_SPAN_BYTES - 8 && off + 8 <= c->span_len[i]) {
 			__builtin_memcpy(dst, &c->span[i][off], 8);
@@ -345,12 +376,16 @@ static __always_inline int exit_fp(struct walk *w, struct wt_record *r,
 }
 
 /* Step 3/5: begin walking a region from its exit PC, last Wasm FP and raw
- * entry field. Returns 1 when the walk is over. */
-static __always_inline long start_region(struct walk *w, struct wt_record *r,
-					 struct wt_copies *c, __u64 pc, __u64 fp, __u64 entry)
+ * entry field. Returns 1 when the walk is over. A global function, like
+ * read_word: verified once, not at each call site with each state of the
+ * walk's flags. */
+__attribute__((noinline)) long begin_region(struct walk *w, struct wt_record *r,
+					    struct wt_copies *c, __u64 entry)
 {
+	if (!w || !r || !c)
+		return 1;
 	struct wt_sample *s = &r->s;
-	__u64 bound;
+	__u64 pc = w->pc, fp = w->fp, bound;
 
 	if (pc == 0)
 		return finish(w, WT_STOP_OK); /* no older activation */
@@ -365,21 +400,44 @@ static __always_inline long start_region(struct walk *w, struct wt_record *r,
 	} else {
 		bound = entry;
 	}
+	/* Which stack the region is on: fibers first, then the thread's own
+	 * stack, where the order of bounds starts over. */
+	__u8 fiber = !(w->own_lo <= bound && bound < w->own_hi);
+	if (fiber && (s->nact ? !w->on_fiber : w->sp_own))
+		return finish(w, WT_STOP_FIBER_SWITCH);
+	if (s->nact && w->on_fiber && !fiber)
+		w->prev_bound = 0;
 	if (bound <= w->prev_bound)
 		return finish(w, WT_STOP_ACT_ORDER);
 	if (s->nact >= WT_MAX_ACTIVATIONS)
 		return finish(w, WT_STOP_TOO_DEEP);
 	s->act_start[s->nact & (WT_MAX_ACTIVATIONS - 1)] = s->nframes;
 	s->nact++;
+	s->fiber_acts += fiber;
+	w->on_fiber = fiber;
 	/* The region's frames: up to the words of the last frame below the
 	 * bound. */
 	copy_stack(c, fp, bound + 16);
-	w->pc = pc;
-	w->fp = fp;
 	w->bound = bound;
 	w->prev_bound = bound;
 	w->in_region = 1;
 	return 0;
+}
+
+/* begin_region, its pc and fp passed in the walk (a BPF call takes five
+ * arguments at most). */
+static __always_inline long start_region(struct walk *w, struct wt_record *r, struct wt_copies *c,
+					 __u64 pc, __u64 fp, __u64 entry)
+{
+	w->pc = pc;
+	w->fp = fp;
+	long done = begin_region(w, r, c, entry);
+
+	/* The verifier sees a global function's result as any number, and
+	 * bpf_loop wants 0 or 1 from its callback; the compiler, which can
+	 * see that begin_region returns only those, must not drop the test. */
+	asm volatile("" : "+r"(done));
+	return done ? 1 : 0;
 }
 
 /* Where a CTS keeps what the store held before its activation began. */
@@ -589,6 +647,37 @@ static __always_inline struct wt_record *begin(const struct wt_process *p, __u64
 	return r;
 }
 
+/* Step 1: the bounds of the current thread's own stack, into w. Returns a
+ * wt_stop code. */
+static __always_inline __u8 own_stack(struct walk *w, struct wt_record *r, struct wt_copies *c,
+				      const struct wt_process *p, __u64 fsbase)
+{
+	__u64 block = 0, size = 0;
+
+	if (r->s.tid == r->s.pid) {
+		w->own_lo = p->stacks.main_lo;
+		w->own_hi = p->stacks.main_hi;
+	} else {
+		if (p->stacks.tcb_block == 0)
+			return WT_STOP_NO_STACK;
+		struct wt_span span = { p->stacks.tcb_block, 16 };
+		copy_span(c, SPAN_TCB, fsbase, span);
+		if (read_word(r, c, &block, fsbase + p->stacks.tcb_block) ||
+		    read_word(r, c, &size, fsbase + p->stacks.tcb_block + 8))
+			return WT_STOP_READ;
+		w->own_lo = block;
+		w->own_hi = block + size;
+	}
+	if (w->own_hi <= w->own_lo)
+		return WT_STOP_NO_STACK;
+	return WT_STOP_OK;
+}
+
+static __always_inline int on_own_stack(const struct walk *w, __u64 addr)
+{
+	return w->own_lo <= addr && addr < w->own_hi;
+}
+
 /* Steps 1 to 5 for the current thread, from its user registers regs, into
  * r->s. Every program walks through here, the perf sample and every trace
  * event alike. */
@@ -612,8 +701,8 @@ static __always_inline void walk_user(struct wt_record *r, const struct wt_proce
 	}
 	/* The copies are the last walk's on this CPU: forget them. */
 	c->stack_len = 0;
-	c->span_len[SPAN_CTS] = c->span_len[SPAN_SAVED] = c->span_len[SPAN_STORE] = 0;
-	c->span_lo[SPAN_CTS] = c->span_lo[SPAN_SAVED] = c->span_lo[SPAN_STORE] = 0;
+	for (int i = 0; i < WT_SPANS; i++)
+		c->span_len[i] = c->span_lo[i] = 0;
 	w.l = p->layout;
 	int in_wasm = in_ranges(p, regs->ip);
 
@@ -638,6 +727,19 @@ static __always_inline void walk_user(struct wt_record *r, const struct wt_proce
 			s->where = WT_WHERE_WASM;
 			s->stop = WT_STOP_TRANSITION;
 		}
+		return;
+	}
+	__u8 stop = own_stack(&w, r, c, p, fsbase);
+	if (stop == WT_STOP_OK) {
+		w.sp_own = on_own_stack(&w, regs->sp);
+		if (!w.sp_own)
+			s->flags |= WT_SAMPLE_ON_FIBER;
+		if (on_own_stack(&w, cts) != w.sp_own && (w.sp_own || in_wasm))
+			stop = WT_STOP_FIBER_SWITCH;
+	}
+	if (stop != WT_STOP_OK) {
+		s->where = in_wasm ? WT_WHERE_WASM : WT_WHERE_HOST;
+		s->stop = stop;
 		return;
 	}
 

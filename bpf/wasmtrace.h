@@ -22,8 +22,8 @@
 /* Steps of the walk's loop: one frame, one region end or one CTS each. */
 #define WT_MAX_STEPS (WT_MAX_FRAMES + WT_MAX_CTS + WT_MAX_ACTIVATIONS)
 /* User-memory reads one verified sample logs. A walk of the newer
- * generation reads at most 11 + 2 * WT_MAX_STEPS + 5 * WT_MAX_ACTIVATIONS
- * = 875 times; only a seed walk through many empty regions could read
+ * generation reads at most 13 + 2 * WT_MAX_STEPS + 5 * WT_MAX_ACTIVATIONS
+ * = 877 times; only a seed walk through many empty regions could read
  * more, and its log is then marked WT_LOG_OVERFLOW. (The per-CPU scratch
  * value, a sample and this log, must stay under the kernel's 32 KiB.) */
 #define WT_MAX_READS 1024
@@ -84,7 +84,10 @@ enum wt_stop {
 	                              the walker's limits (WT_MAX_*) */
 	WT_STOP_ENTRY_ALIGN = 9,   /* the seed's entry SP alignment check failed */
 	WT_STOP_NO_FSBASE = 10,    /* thread pointer unknown */
-	WT_STOP__COUNT = 11,
+	WT_STOP_FIBER_SWITCH = 11, /* the thread's Wasmtime state names a stack other
+	                              than the one it runs on: it is switching fibers */
+	WT_STOP_NO_STACK = 12,     /* the bounds of the thread's own stack are unknown */
+	WT_STOP__COUNT = 13,
 };
 
 /* How a layout bounds a region of contiguous Wasm frames. */
@@ -147,11 +150,24 @@ struct wt_range {
 	__u64 start, end; /* [start, end) */
 };
 
+/* Where a process's threads keep their own stacks (as opposed to the fiber
+ * stacks async Wasmtime runs Wasm on). The main thread's is [main_lo,
+ * main_hi): its [stack] mapping and the room it may grow into. Any other
+ * thread's is the block glibc allocated it, whose start and size glibc's
+ * struct pthread, at the thread pointer, keeps at tcb_block and
+ * tcb_block + 8 (0: unknown). */
+struct wt_stacks {
+	__u64 main_lo, main_hi;
+	__u32 tcb_block;
+	__u32 _pad;
+};
+
 /* Per-process configuration, keyed by tgid. Written by the loader when it
  * attaches to a process and whenever the set of compiled modules changes;
  * read by the perf-event program on every sample of that process. */
 struct wt_process {
 	struct wt_layout layout;
+	struct wt_stacks stacks;
 	__u32 nranges;
 	__u32 gen;               /* changes with every update; logged with verified samples */
 	__u64 verify_below;      /* log the reads of a sample when a 32-bit random number
@@ -173,7 +189,9 @@ struct wt_sample {
 	__u8 flags;       /* enum wt_sample_flag */
 	__u16 nframes;
 	__u16 event;      /* enum wt_event: what made this walk */
-	__u32 _pad2;
+	__u8 fiber_acts;  /* the innermost fiber_acts activations are on fiber stacks,
+	                     the others on the thread's own stack */
+	__u8 _pad2[3];
 	__u64 user_pc;    /* the thread's user registers when sampled */
 	__u64 user_fp;
 	__u64 user_sp;
@@ -213,6 +231,9 @@ enum wt_sample_flag {
 	/* The sample is verified: it is sent whole (all WT_MAX_FRAMES pcs),
 	 * followed by a struct wt_readlog of which nreads entries are sent. */
 	WT_SAMPLE_LOGGED = 1,
+	/* The sampled SP is not on the thread's own stack (a fiber's, or an
+	 * alternate signal stack). */
+	WT_SAMPLE_ON_FIBER = 2,
 };
 
 /* One user-memory read of the walk, logged for verification. */

@@ -48,6 +48,8 @@ type Thread struct {
 type Options struct {
 	Layout *layout.Layout
 	Arch   arch.Arch
+	// Stacks says where the target's threads keep their own stacks.
+	Stacks proc.Stacks
 	// InWasm reports whether a PC is in compiled Wasm code.
 	InWasm func(pc uint64) bool
 }
@@ -71,6 +73,7 @@ func Take(pid int, opt Options) ([]Thread, error) {
 		th := Thread{TID: tid, Name: proc.ThreadName(pid, tid)}
 		th.Err = stopped(tid, func(regs walker.Thread) {
 			cache := &proc.PageCache{Mem: mem}
+			regs.Main, regs.Stacks = tid == pid, opt.Stacks
 			th.Regs = regs
 			th.Stack = walker.Walk(cache, opt.Layout, opt.Arch, regs, opt.InWasm)
 			th.Reads = cache.Reads

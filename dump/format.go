@@ -24,7 +24,8 @@ type Namer func(pc uint64) (name string, host, ok bool)
 
 // Frames renders a walk, innermost first, with one host line at the top
 // when the thread was in host code called from Wasm and between
-// activations.
+// activations, and a [fiber] line below the activations that ran on a
+// fiber stack.
 func Frames(r walker.Result, name Namer) []Frame {
 	var out []Frame
 	host := func() {
@@ -32,6 +33,7 @@ func Frames(r walker.Result, name Namer) []Frame {
 			out = append(out, Frame{Name: "[host]", Host: true})
 		}
 	}
+	fiber := func() { out = append(out, Frame{Name: "[fiber]", Host: true}) }
 	if r.Where == walker.InHost && len(r.PCs) > 0 {
 		host()
 	}
@@ -39,6 +41,9 @@ func Frames(r walker.Result, name Namer) []Frame {
 	for i, pc := range r.PCs {
 		for act+1 < len(r.ActStart) && r.ActStart[act+1] <= i {
 			act++
+			if act == r.FiberActs {
+				fiber()
+			}
 			host()
 		}
 		lookup := pc
@@ -54,6 +59,9 @@ func Frames(r walker.Result, name Namer) []Frame {
 		default:
 			out = append(out, Frame{PC: pc, Name: n})
 		}
+	}
+	if r.FiberActs > 0 && r.FiberActs == len(r.ActStart) {
+		fiber()
 	}
 	return out
 }
@@ -75,6 +83,9 @@ func State(th Thread) string {
 		s = "in Wasm"
 	default:
 		s = "in host code called from Wasm"
+	}
+	if r.OnFiber && r.Where != walker.NoWasm {
+		s += ", on a fiber"
 	}
 	if r.Stop != walker.StopOK {
 		s += ", walk stopped: " + r.Stop.String()

@@ -39,10 +39,10 @@ func TestLimitsAgree(t *testing.T) {
 			t.Errorf("%s: Go %d, kernel %d", c.name, c.goV, c.bpf)
 		}
 	}
-	// A walk of the newer generation never overflows the log: at most 11
+	// A walk of the newer generation never overflows the log: at most 13
 	// reads before the loop, 2 per step, and 5 more for each step that
 	// starts an activation.
-	if n := 11 + 2*walker.MaxSteps + 5*walker.MaxActivations; n > maxReads {
+	if n := 13 + 2*walker.MaxSteps + 5*walker.MaxActivations; n > maxReads {
 		t.Errorf("a walk can read %d times, the log holds %d", n, maxReads)
 	}
 }
@@ -64,6 +64,8 @@ func TestCodesAgree(t *testing.T) {
 		{walker.StopTooDeep, wasmtraceWtStopWT_STOP_TOO_DEEP},
 		{walker.StopEntryAlign, wasmtraceWtStopWT_STOP_ENTRY_ALIGN},
 		{walker.StopNoFSBase, wasmtraceWtStopWT_STOP_NO_FSBASE},
+		{walker.StopFiberSwitch, wasmtraceWtStopWT_STOP_FIBER_SWITCH},
+		{walker.StopNoStack, wasmtraceWtStopWT_STOP_NO_STACK},
 	}
 	if len(stops) != int(wasmtraceWtStopWT_STOP__COUNT) {
 		t.Errorf("%d stop codes compared, the kernel has %d", len(stops), wasmtraceWtStopWT_STOP__COUNT)

@@ -10,12 +10,15 @@ import (
 
 	"github.com/wasmtrace/wasmtrace/arch"
 	"github.com/wasmtrace/wasmtrace/layout"
+	"github.com/wasmtrace/wasmtrace/proc"
 )
 
 // ProcessConfig is what the kernel walker needs to know about one process.
 type ProcessConfig struct {
 	Layout *layout.Layout
 	Arch   arch.Arch
+	// Stacks says where the process's threads keep their own stacks.
+	Stacks proc.Stacks
 	// Ranges are the [start, end) address ranges of compiled Wasm code
 	// (each module's .text). A sample whose PC is in one is "in Wasm".
 	Ranges [][2]uint64
@@ -44,6 +47,10 @@ func (c ProcessConfig) encode() (*wasmtraceWtProcess, error) {
 	ranges := slices.Clone(c.Ranges)
 	slices.SortFunc(ranges, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
 	v := &wasmtraceWtProcess{Nranges: uint32(len(ranges))}
+	if c.Stacks.TCBBlock > math.MaxUint32-8 {
+		return nil, fmt.Errorf("TCB stack block offset %#x out of range", c.Stacks.TCBBlock)
+	}
+	v.Stacks = wasmtraceWtStacks{MainLo: c.Stacks.MainLo, MainHi: c.Stacks.MainHi, TcbBlock: uint32(c.Stacks.TCBBlock)}
 	// A sample is logged when a uniform 32-bit random number is below
 	// VerifyBelow: 1<<32 logs all.
 	v.VerifyBelow = uint64(math.Round(c.Verify * (1 << 32)))
@@ -141,6 +148,11 @@ type Sample struct {
 	// ActStart[i] is the index in PCs of activation i's innermost frame;
 	// activation 0 is the innermost.
 	ActStart []uint16
+	// FiberActs: the innermost FiberActs activations ran on fiber
+	// stacks, the others on the thread's own stack. OnFiber: the sampled
+	// SP was not on the thread's own stack.
+	FiberActs int
+	OnFiber   bool
 	// Event is what made the walk (EventSample for record), Args its
 	// arguments (see Event).
 	Event Event
@@ -221,7 +233,12 @@ func decodeSample(raw []byte) (Sample, error) {
 		Event: Event(k.Event), Args: k.Args,
 		PCs:      append([]uint64(nil), k.Pcs[:nf]...),
 		ActStart: append([]uint16(nil), k.ActStart[:na]...),
+		OnFiber:  k.Flags&uint8(wasmtraceWtSampleFlagWT_SAMPLE_ON_FIBER) != 0,
 	}
+	if int(k.FiberActs) > na {
+		return Sample{}, fmt.Errorf("sample claims %d of its %d activations on fibers", k.FiberActs, na)
+	}
+	s.FiberActs = int(k.FiberActs)
 	var comm []byte
 	for _, c := range k.Comm {
 		if c == 0 {

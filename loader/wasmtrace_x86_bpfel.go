@@ -24,10 +24,10 @@ type wasmtraceWtCopies struct {
 	_        structs.HostLayout
 	StackLo  uint64
 	StackLen uint64
-	SpanLo   [3]uint64
-	SpanLen  [3]uint64
+	SpanLo   [4]uint64
+	SpanLen  [4]uint64
 	Stack    [16384]uint8
-	Span     [3][256]uint8
+	Span     [4][256]uint8
 }
 
 type wasmtraceWtCounter uint32
@@ -103,6 +103,7 @@ const (
 type wasmtraceWtProcess struct {
 	_           structs.HostLayout
 	Layout      wasmtraceWtLayout
+	Stacks      wasmtraceWtStacks
 	Nranges     uint32
 	Gen         uint32
 	VerifyBelow uint64
@@ -146,31 +147,33 @@ type wasmtraceWtRecord struct {
 }
 
 type wasmtraceWtSample struct {
-	_        structs.HostLayout
-	TimeNs   uint64
-	Pid      uint32
-	Tid      uint32
-	Cpu      uint32
-	Where    uint8
-	Stop     uint8
-	Nact     uint8
-	Flags    uint8
-	Nframes  uint16
-	Event    uint16
-	Pad2     uint32
-	UserPc   uint64
-	UserFp   uint64
-	UserSp   uint64
-	Args     [3]uint64
-	Comm     [16]int8
-	ActStart [32]uint16
-	Pcs      [256]uint64
+	_         structs.HostLayout
+	TimeNs    uint64
+	Pid       uint32
+	Tid       uint32
+	Cpu       uint32
+	Where     uint8
+	Stop      uint8
+	Nact      uint8
+	Flags     uint8
+	Nframes   uint16
+	Event     uint16
+	FiberActs uint8
+	Pad2      [3]uint8
+	UserPc    uint64
+	UserFp    uint64
+	UserSp    uint64
+	Args      [3]uint64
+	Comm      [16]int8
+	ActStart  [32]uint16
+	Pcs       [256]uint64
 }
 
 type wasmtraceWtSampleFlag uint32
 
 const (
-	wasmtraceWtSampleFlagWT_SAMPLE_LOGGED wasmtraceWtSampleFlag = 1
+	wasmtraceWtSampleFlagWT_SAMPLE_LOGGED   wasmtraceWtSampleFlag = 1
+	wasmtraceWtSampleFlagWT_SAMPLE_ON_FIBER wasmtraceWtSampleFlag = 2
 )
 
 type wasmtraceWtSpan struct {
@@ -179,21 +182,31 @@ type wasmtraceWtSpan struct {
 	Len uint32
 }
 
+type wasmtraceWtStacks struct {
+	_        structs.HostLayout
+	MainLo   uint64
+	MainHi   uint64
+	TcbBlock uint32
+	Pad      uint32
+}
+
 type wasmtraceWtStop uint32
 
 const (
-	wasmtraceWtStopWT_STOP_OK          wasmtraceWtStop = 0
-	wasmtraceWtStopWT_STOP_READ        wasmtraceWtStop = 1
-	wasmtraceWtStopWT_STOP_FP_ALIGN    wasmtraceWtStop = 2
-	wasmtraceWtStopWT_STOP_FP_ORDER    wasmtraceWtStop = 3
-	wasmtraceWtStopWT_STOP_FP_BOUND    wasmtraceWtStop = 4
-	wasmtraceWtStopWT_STOP_PC_ZERO     wasmtraceWtStop = 5
-	wasmtraceWtStopWT_STOP_ACT_ORDER   wasmtraceWtStop = 6
-	wasmtraceWtStopWT_STOP_TRANSITION  wasmtraceWtStop = 7
-	wasmtraceWtStopWT_STOP_TOO_DEEP    wasmtraceWtStop = 8
-	wasmtraceWtStopWT_STOP_ENTRY_ALIGN wasmtraceWtStop = 9
-	wasmtraceWtStopWT_STOP_NO_FSBASE   wasmtraceWtStop = 10
-	wasmtraceWtStopWT_STOP__COUNT      wasmtraceWtStop = 11
+	wasmtraceWtStopWT_STOP_OK           wasmtraceWtStop = 0
+	wasmtraceWtStopWT_STOP_READ         wasmtraceWtStop = 1
+	wasmtraceWtStopWT_STOP_FP_ALIGN     wasmtraceWtStop = 2
+	wasmtraceWtStopWT_STOP_FP_ORDER     wasmtraceWtStop = 3
+	wasmtraceWtStopWT_STOP_FP_BOUND     wasmtraceWtStop = 4
+	wasmtraceWtStopWT_STOP_PC_ZERO      wasmtraceWtStop = 5
+	wasmtraceWtStopWT_STOP_ACT_ORDER    wasmtraceWtStop = 6
+	wasmtraceWtStopWT_STOP_TRANSITION   wasmtraceWtStop = 7
+	wasmtraceWtStopWT_STOP_TOO_DEEP     wasmtraceWtStop = 8
+	wasmtraceWtStopWT_STOP_ENTRY_ALIGN  wasmtraceWtStop = 9
+	wasmtraceWtStopWT_STOP_NO_FSBASE    wasmtraceWtStop = 10
+	wasmtraceWtStopWT_STOP_FIBER_SWITCH wasmtraceWtStop = 11
+	wasmtraceWtStopWT_STOP_NO_STACK     wasmtraceWtStop = 12
+	wasmtraceWtStopWT_STOP__COUNT       wasmtraceWtStop = 13
 )
 
 type wasmtraceWtTiming struct {

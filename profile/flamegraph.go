@@ -169,6 +169,7 @@ func writeLegend(bw *bufio.Writer, y int, root *flameNode) {
 	}{
 		{KindWasm, frameFill(WasmFrame("run", "")), "Wasm function"},
 		{KindHost, frameFill(HostFrame()), Host + " host code"},
+		{KindFiber, frameFill(FiberFrame()), Fiber + " onto a fiber"},
 		{KindProcess, frameFill(ProcessFrame(0, "")), "process"},
 		{KindThread, frameFill(ThreadFrame(0, "")), "thread"},
 		{KindNoWasm, frameFill(NoWasmFrame()), NoWasm},
@@ -229,6 +230,8 @@ func frameFill(f Frame) string {
 		return rgb(180+25*v1, 160+25*v1, 230+20*v2)
 	case KindProcess:
 		return rgb(120+30*v1, 200+25*v1, 190+25*v2)
+	case KindFiber:
+		return rgb(150, 200, 235)
 	case KindNoWasm:
 		return rgb(185, 185, 185)
 	case KindUnwindFailed:
@@ -246,6 +249,8 @@ func kindText(k Kind) string {
 		return "Wasm function"
 	case KindHost:
 		return "host code"
+	case KindFiber:
+		return "the stack moves onto a fiber (async Wasmtime)"
 	case KindNoWasm:
 		return "no Wasm on the stack"
 	case KindUnwindFailed:

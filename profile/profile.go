@@ -31,6 +31,10 @@ const (
 	// UnwindFailedPrefix roots samples whose walk failed a check; the
 	// reason follows.
 	UnwindFailedPrefix = "[unwind failed: "
+	// Fiber is where a stack moves onto a fiber: below it (root side) the
+	// thread's own stack, above it Wasm that async Wasmtime runs on a
+	// fiber stack of its own.
+	Fiber = "[fiber]"
 )
 
 // UnwindFailed is the name of the root frame of a sample whose walk
@@ -61,6 +65,8 @@ const (
 	// KindProcess is the "pid N (NAME)" root that Stacks puts above each
 	// stack when the profile is split by process. Samples never hold one.
 	KindProcess
+	// KindFiber is the [fiber] marker.
+	KindFiber
 )
 
 var kindNames = [...]string{
@@ -71,6 +77,7 @@ var kindNames = [...]string{
 	KindUnresolved:   "unresolved",
 	KindThread:       "thread",
 	KindProcess:      "process",
+	KindFiber:        "fiber",
 }
 
 func (k Kind) String() string {
@@ -106,6 +113,9 @@ func WasmFrame(name, module string) Frame {
 // HostFrame is the [host] marker.
 func HostFrame() Frame { return Frame{Kind: KindHost, Name: Host} }
 
+// FiberFrame is the [fiber] marker.
+func FiberFrame() Frame { return Frame{Kind: KindFiber, Name: Fiber} }
+
 // NoWasmFrame is the [no Wasm] root.
 func NoWasmFrame() Frame { return Frame{Kind: KindNoWasm, Name: NoWasm} }
 
@@ -131,7 +141,7 @@ func ProcessFrame(pid int, process string) Frame {
 
 // IsMarker reports whether f is one of wasmtrace's bracketed markers.
 func (f Frame) IsMarker() bool {
-	return f.Kind == KindHost || f.Kind == KindNoWasm || f.Kind == KindUnwindFailed
+	return f.Kind == KindHost || f.Kind == KindNoWasm || f.Kind == KindUnwindFailed || f.Kind == KindFiber
 }
 
 func compareFrames(a, b Frame) int {

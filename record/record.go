@@ -95,6 +95,16 @@ type Target struct {
 	Layout *layout.Layout
 	Arch   arch.Arch
 	Syms   *symbolize.Symbolizer
+	// Stacks is where the target's threads keep their own stacks (as
+	// opposed to fibers'), and StacksHow how that was found.
+	Stacks    proc.Stacks
+	StacksHow string
+}
+
+// config is the kernel walker's configuration for t with compiled-code
+// ranges.
+func (t *Target) config(ranges [][2]uint64, verify float64) loader.ProcessConfig {
+	return loader.ProcessConfig{Layout: t.Layout, Arch: t.Arch, Stacks: t.Stacks, Ranges: ranges, Verify: verify}
 }
 
 // Prepare checks that pid runs a Wasmtime wasmtrace can walk, and finds
@@ -140,6 +150,7 @@ func Prepare(pid int, log *slog.Logger) (*Target, error) {
 		return nil, err
 	}
 	t := &Target{PID: pid, Comm: proc.ThreadName(pid, pid), Layout: l, Arch: a, Syms: syms}
+	t.Stacks, t.StacksHow = proc.StacksOf(pid)
 	log.Debug("target prepared", "pid", pid, "wasmtime", l.Version, "modules", len(syms.Modules()))
 	return t, nil
 }
@@ -233,7 +244,7 @@ func (s *session) close() { s.tr.Close() }
 func (s *session) add(t *Target) error {
 	k := &tracked{t: t, b: stackBuilder{syms: t.Syms, stats: s.st}}
 	k.ranges = clampRanges(t.Syms.TextRanges(), s.opt.Log)
-	if err := s.tr.SetProcess(t.PID, loader.ProcessConfig{Layout: t.Layout, Arch: t.Arch, Ranges: k.ranges, Verify: s.opt.Verify}); err != nil {
+	if err := s.tr.SetProcess(t.PID, t.config(k.ranges, s.opt.Verify)); err != nil {
 		return err
 	}
 	s.targets[uint32(t.PID)] = k
@@ -260,12 +271,18 @@ func (s *session) refresh(start time.Time) error {
 			s.opt.Log.Debug("rescan modules", "pid", pid, "err", err)
 		}
 		nr := clampRanges(k.t.Syms.TextRanges(), s.opt.Log)
-		if slices.Equal(nr, k.ranges) {
+		stacksChanged := false
+		if k.t.Stacks.TCBBlock == 0 {
+			// Found only once the process has a thread besides the
+			// main one: until then its other threads' walks stop.
+			k.t.Stacks, k.t.StacksHow = proc.StacksOf(int(pid))
+			stacksChanged = k.t.Stacks.TCBBlock != 0
+		}
+		if slices.Equal(nr, k.ranges) && !stacksChanged {
 			continue
 		}
 		k.ranges = nr
-		cfg := loader.ProcessConfig{Layout: k.t.Layout, Arch: k.t.Arch, Ranges: nr, Verify: s.opt.Verify}
-		if err := s.tr.SetProcess(int(pid), cfg); err != nil {
+		if err := s.tr.SetProcess(int(pid), k.t.config(nr, s.opt.Verify)); err != nil {
 			s.opt.Log.Warn("update compiled-code ranges", "pid", pid, "err", err)
 		}
 		s.opt.Log.Debug("compiled-code ranges changed", "pid", pid, "ranges", len(nr))
@@ -292,7 +309,7 @@ func (s *session) handle(smp loader.Sample) {
 		return // a process that exited, sampled before it was removed
 	}
 	if s.st.Verify != nil {
-		s.st.Verify.Check(smp, k.t.Layout, k.t.Arch)
+		s.st.Verify.Check(smp, k.t.Layout, k.t.Arch, k.t.Stacks)
 	}
 	ps := k.b.stack(smp)
 	ps.Process = k.t.Comm

@@ -60,11 +60,20 @@ func (b *stackBuilder) frames(s loader.Sample) []profile.Frame {
 	if s.Where == loader.InHost {
 		push(profile.HostFrame())
 	}
+	// Past the last activation on a fiber, the stack goes on on the
+	// thread's own one: [fiber] marks the switch, root side of the
+	// fiber's frames (and at the root when every activation is a fiber's).
 	act := 0
+	nextAct := func() {
+		act++
+		if act == s.FiberActs {
+			push(profile.FiberFrame())
+		}
+		push(profile.HostFrame())
+	}
 	for i, pc := range s.PCs {
 		for act+1 < len(s.ActStart) && int(s.ActStart[act+1]) <= i {
-			act++
-			push(profile.HostFrame())
+			nextAct()
 		}
 		lookup := pc
 		if i > 0 || s.Where != loader.InWasm {
@@ -75,8 +84,10 @@ func (b *stackBuilder) frames(s loader.Sample) []profile.Frame {
 	// Activations with no frames of their own at the end (possible when
 	// sampled inside an entry trampoline) still mark host code.
 	for act+1 < len(s.ActStart) {
-		act++
-		push(profile.HostFrame())
+		nextAct()
+	}
+	if s.FiberActs > 0 && s.FiberActs == len(s.ActStart) {
+		push(profile.FiberFrame())
 	}
 	return out
 }

@@ -99,7 +99,7 @@ func Run(ctx context.Context, t *record.Target, opt Options) (*profile.Profile, 
 	}
 	defer tr.Close()
 	ranges := clamp(t.Syms.TextRanges())
-	cfg := loader.ProcessConfig{Layout: t.Layout, Arch: t.Arch, Ranges: ranges}
+	cfg := loader.ProcessConfig{Layout: t.Layout, Arch: t.Arch, Stacks: t.Stacks, Ranges: ranges}
 	if err := tr.SetProcess(t.PID, cfg); err != nil {
 		return nil, nil, err
 	}

@@ -54,10 +54,10 @@ type Diff struct {
 // New returns an empty Verifier.
 func New() *Verifier { return &Verifier{Unchecked: map[string]int{}} }
 
-// Check verifies one sample of a process with layout l on architecture a.
-// Samples without a read log are ignored; it reports whether the sample
-// was checked and identical.
-func (v *Verifier) Check(s loader.Sample, l *layout.Layout, a arch.Arch) bool {
+// Check verifies one sample of a process with layout l on architecture a,
+// whose threads' own stacks are st. Samples without a read log are
+// ignored; it reports whether the sample was checked and identical.
+func (v *Verifier) Check(s loader.Sample, l *layout.Layout, a arch.Arch, st proc.Stacks) bool {
 	log := s.Log
 	switch {
 	case log == nil:
@@ -73,7 +73,7 @@ func (v *Verifier) Check(s loader.Sample, l *layout.Layout, a arch.Arch) bool {
 		return false
 	}
 	v.Checked++
-	d := Compare(s, l, a)
+	d := Compare(s, l, a, st)
 	if d == nil {
 		v.Identical++
 		return true
@@ -86,14 +86,15 @@ func (v *Verifier) Check(s loader.Sample, l *layout.Layout, a arch.Arch) bool {
 }
 
 // Compare replays one logged sample and returns how it differs, or nil.
-func Compare(s loader.Sample, l *layout.Layout, a arch.Arch) *Diff {
+func Compare(s loader.Sample, l *layout.Layout, a arch.Arch, st proc.Stacks) *Diff {
 	mem := newReplay(s.Log.Reads)
 	ranges := s.Log.Ranges
 	inWasm := func(pc uint64) bool {
 		i := sort.Search(len(ranges), func(i int) bool { return ranges[i][1] > pc })
 		return i < len(ranges) && ranges[i][0] <= pc
 	}
-	th := walker.Thread{PC: s.UserPC, FP: s.UserFP, SP: s.UserSP, ThreadPointer: s.Log.FSBase}
+	th := walker.Thread{PC: s.UserPC, FP: s.UserFP, SP: s.UserSP, ThreadPointer: s.Log.FSBase,
+		Main: s.TID == s.PID, Stacks: st}
 	goRes := walker.Walk(mem, l, a, th, inWasm)
 	kRes := KernelResult(s)
 
@@ -117,7 +118,7 @@ func Compare(s loader.Sample, l *layout.Layout, a arch.Arch) *Diff {
 
 // KernelResult is the kernel's walk in the Go walker's terms.
 func KernelResult(s loader.Sample) walker.Result {
-	r := walker.Result{Where: walker.Where(s.Where), Stop: walker.Stop(s.Stop)}
+	r := walker.Result{Where: walker.Where(s.Where), Stop: walker.Stop(s.Stop), FiberActs: s.FiberActs, OnFiber: s.OnFiber}
 	if len(s.PCs) > 0 {
 		r.PCs = slices.Clone(s.PCs)
 	}
@@ -146,6 +147,9 @@ func resultDiffs(k, g walker.Result) []string {
 	}
 	if !slices.Equal(k.ActStart, g.ActStart) {
 		out = append(out, fmt.Sprintf("activation starts: kernel %v, Go %v", k.ActStart, g.ActStart))
+	}
+	if k.FiberActs != g.FiberActs || k.OnFiber != g.OnFiber {
+		out = append(out, fmt.Sprintf("fibers: kernel %d activations (on a fiber: %v), Go %d (%v)", k.FiberActs, k.OnFiber, g.FiberActs, g.OnFiber))
 	}
 	return out
 }

@@ -33,6 +33,9 @@ const (
 
 var ranges = [][2]uint64{{0x500000, 0x510000}}
 
+// The thread's own stack, from its TCB.
+var stacks = proc.Stacks{TCBBlock: 0x690}
+
 // A thread in Wasm, two frames deep: 0x500020 called by 0x500010.
 func memory() *walker.Snapshot {
 	m := &walker.Snapshot{}
@@ -51,6 +54,8 @@ func memory() *walker.Snapshot {
 	m.SetWord(fp1, entry)
 	m.SetWord(fp1+8, 0x400000)
 	m.Set(0x500020, []byte{0x90})
+	m.SetWord(tp+0x690, 0x7ffc00000000)
+	m.SetWord(tp+0x698, 0x200000000)
 	return m
 }
 
@@ -90,14 +95,14 @@ func kernelSample(mem proc.Memory, th walker.Thread) loader.Sample {
 	return s
 }
 
-var thread = walker.Thread{PC: 0x500020, FP: fp0, SP: fp0 - 0x10, ThreadPointer: tp}
+var thread = walker.Thread{PC: 0x500020, FP: fp0, SP: fp0 - 0x10, ThreadPointer: tp, Stacks: stacks}
 
 func TestIdentical(t *testing.T) {
 	s := kernelSample(memory(), thread)
 	if !slices.Equal(s.PCs, []uint64{0x500020, 0x500010}) || s.Stop != 0 {
 		t.Fatalf("test stack walks to %#x, stop %d", s.PCs, s.Stop)
 	}
-	if d := Compare(s, l39, arch.AMD64); d != nil {
+	if d := Compare(s, l39, arch.AMD64, stacks); d != nil {
 		t.Fatalf("difference: %v", d.Reasons)
 	}
 	// A failed read logged as failed replays as failed.
@@ -107,7 +112,7 @@ func TestIdentical(t *testing.T) {
 	if s.Stop != uint8(walker.StopRead) {
 		t.Fatalf("stop %d", s.Stop)
 	}
-	if d := Compare(s, l39, arch.AMD64); d != nil {
+	if d := Compare(s, l39, arch.AMD64, stacks); d != nil {
 		t.Fatalf("difference: %v", d.Reasons)
 	}
 }
@@ -123,15 +128,16 @@ func TestDifferences(t *testing.T) {
 		{"another stop", func(s *loader.Sample) { s.Stop = uint8(walker.StopFPOrder) }, []string{`stop: kernel "frame pointer not increasing", Go "ok"`}},
 		{"another where", func(s *loader.Sample) { s.Where = loader.InHost }, []string{"where: kernel host, Go wasm"}},
 		{"activations", func(s *loader.Sample) { s.ActStart = append(s.ActStart, 1) }, []string{"activation starts: kernel [0 1], Go [0]"}},
+		{"fibers", func(s *loader.Sample) { s.FiberActs, s.OnFiber = 1, true }, []string{"fibers: kernel 1 activations (on a fiber: true), Go 0 (false)"}},
 		{"an extra kernel read", func(s *loader.Sample) {
 			s.Log.Reads = append(s.Log.Reads, loader.Read{Addr: 0x1234, Size: 8})
 		}, []string{"the kernel read 8 bytes at 0x1234, the Go walker had stopped"}},
 		{"a read missing from the log", func(s *loader.Sample) {
 			s.Log.Reads = s.Log.Reads[:len(s.Log.Reads)-1]
-		}, []string{"read 17: the Go walker read 8 bytes at 0x7ffd00000930 (logged elsewhere), the kernel had stopped"}},
+		}, []string{"read 19: the Go walker read 8 bytes at 0x7ffd00000930 (logged elsewhere), the kernel had stopped"}},
 		{"another address", func(s *loader.Sample) {
-			s.Log.Reads[2].Addr += 8
-		}, []string{"read 2: the Go walker read 8 bytes at 0x600030 (never logged by the kernel), the kernel read 8 bytes at 0x600038", "where: kernel wasm, Go no-wasm"}},
+			s.Log.Reads[4].Addr += 8
+		}, []string{"read 4: the Go walker read 8 bytes at 0x600030 (never logged by the kernel), the kernel read 8 bytes at 0x600038", "where: kernel wasm, Go no-wasm"}},
 		{"another thread pointer", func(s *loader.Sample) { s.Log.FSBase += 0x1000 }, []string{"read 0: the Go walker read 8 bytes at 0x7f0000000f98 (never logged by the kernel)"}},
 		{"a copy that disagreed with a direct read", func(s *loader.Sample) { s.Log.CopyMismatch = true },
 			[]string{"a word the kernel took from its copy of user memory differed from a direct read of it"}},
@@ -139,7 +145,7 @@ func TestDifferences(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := kernelSample(memory(), thread)
 			c.change(&s)
-			d := Compare(s, l39, arch.AMD64)
+			d := Compare(s, l39, arch.AMD64, stacks)
 			if d == nil {
 				t.Fatal("no difference found")
 			}
@@ -158,12 +164,12 @@ func TestVerifierReport(t *testing.T) {
 	good := kernelSample(memory(), thread)
 	bad := kernelSample(memory(), thread)
 	bad.PCs[0] = 0x500021
-	v.Check(good, l39, arch.AMD64)
-	v.Check(bad, l39, arch.AMD64)
-	v.Check(loader.Sample{}, l39, arch.AMD64) // not logged: ignored
-	v.Check(loader.Sample{Log: &loader.ReadLog{Overflow: true, Ranges: ranges}}, l39, arch.AMD64)
-	v.Check(loader.Sample{Log: &loader.ReadLog{NoRegs: true}}, l39, arch.AMD64)
-	v.Check(loader.Sample{Log: &loader.ReadLog{}}, l39, arch.AMD64)
+	v.Check(good, l39, arch.AMD64, stacks)
+	v.Check(bad, l39, arch.AMD64, stacks)
+	v.Check(loader.Sample{}, l39, arch.AMD64, stacks) // not logged: ignored
+	v.Check(loader.Sample{Log: &loader.ReadLog{Overflow: true, Ranges: ranges}}, l39, arch.AMD64, stacks)
+	v.Check(loader.Sample{Log: &loader.ReadLog{NoRegs: true}}, l39, arch.AMD64, stacks)
+	v.Check(loader.Sample{Log: &loader.ReadLog{}}, l39, arch.AMD64, stacks)
 	var b bytes.Buffer
 	v.Write(&b, 5, func(pc uint64) string {
 		if pc == 0x500010 {

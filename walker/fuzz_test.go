@@ -83,6 +83,9 @@ func checkWalk(t *testing.T, mem proc.Memory, l *layout.Layout, cfg config, th T
 			t.Fatalf("activation starts %v with %d frames", res.ActStart, len(res.PCs))
 		}
 	}
+	if res.FiberActs > len(res.ActStart) {
+		t.Fatalf("%d fiber activations of %d", res.FiberActs, len(res.ActStart))
+	}
 	if res.Where == NoWasm && len(res.PCs) > 0 {
 		t.Fatalf("frames without Wasm: %v", res)
 	}
@@ -110,7 +113,8 @@ func checkWalk(t *testing.T, mem proc.Memory, l *layout.Layout, cfg config, th T
 }
 
 func equalResults(a, b Result) bool {
-	return a.Where == b.Where && a.Stop == b.Stop && slices.Equal(a.PCs, b.PCs) && slices.Equal(a.ActStart, b.ActStart)
+	return a.Where == b.Where && a.Stop == b.Stop && slices.Equal(a.PCs, b.PCs) && slices.Equal(a.ActStart, b.ActStart) &&
+		a.FiberActs == b.FiberActs && a.OnFiber == b.OnFiber
 }
 
 // FuzzWalk walks memory that is entirely fuzz data (in a window, or
@@ -145,7 +149,13 @@ func FuzzWalk(f *testing.F) {
 		}
 		half := uint64(len(data) / 2)
 		inWasm := func(pc uint64) bool { return pc >= base && pc-base < half }
-		checkWalk(t, mem, &l, cfg, Thread{PC: pc, FP: fp, SP: sp, ThreadPointer: tp}, inWasm)
+		// The thread's stack block: read from the fuzz data after the
+		// TCB, or the main thread's fixed range.
+		th := Thread{PC: pc, FP: fp, SP: sp, ThreadPointer: tp, Stacks: proc.Stacks{TCBBlock: uint64(o(10)) + 8}}
+		if sel&0x40 != 0 {
+			th.Main, th.Stacks.MainLo, th.Stacks.MainHi = true, base, base+uint64(len(data))
+		}
+		checkWalk(t, mem, &l, cfg, th, inWasm)
 	})
 }
 
@@ -162,13 +172,15 @@ func FuzzWalkScene(f *testing.F) {
 		{acts: [][]uint64{actA, actB, actC}, host: true, others: map[int]int{0: 1, 1: 2}},
 		{acts: [][]uint64{nFrames(40), actB}},
 		{acts: manyActs(6), others: map[int]int{2: 1}},
+		{acts: [][]uint64{actA, actB, actC}, fibers: 2, others: map[int]int{1: 1}},
+		{acts: [][]uint64{actA, actB}, fibers: 2, nested: true, host: true},
 	}
 	f.Fuzz(func(t *testing.T, sel uint8, muts []byte) {
 		cfg := configs[sel%4]
 		sc := scenes[int(sel/4)%len(scenes)]
 		b := build(cfg, sc)
 		// Interesting addresses to aim mutations at.
-		targets := []uint64{b.slot, ourStore, b.thread.SP, b.thread.PC}
+		targets := []uint64{b.slot, ourStore, b.thread.SP, b.thread.PC, tp + tcbBlock}
 		targets = append(targets, b.cts...)
 		targets = append(targets, b.saved...)
 		targets = append(targets, b.entryFP...)

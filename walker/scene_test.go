@@ -54,12 +54,24 @@ const (
 	hostPC   = 0x400100 // where a thread sampled in host code is
 	stackTop = 0x7ffd00000000
 	tp       = 0x7f0000000000 // thread pointer
-	ctsBase  = 0x60000000     // CallThreadStates (and EntryStoreContexts) live here, 0x1000 apart
+	ctsBase  = stackTop - 0x8000000 // CallThreadStates (and EntryStoreContexts) live here, 0x1000 apart
 	ourStore = 0x61000000
 	other    = 0x62000000 // another store's context
 	frameGap = 0x40       // distance between frame records on the synthetic stack
 	stale    = 0xbad0     // what exit fields hold when no exit happened yet
+	// The thread's own stack, as glibc's TCB at tp+tcbBlock says, holds
+	// the stack and every CallThreadState of the thread's own stack.
+	ownLo    = stackTop - 0x10000000
+	ownHi    = stackTop
+	tcbBlock = 0x690
+	// Fiber stacks: activations a scene puts on fibers, and their
+	// CallThreadStates, lie here, outside the thread's own stack.
+	fiberTop     = 0x7e0000000000
+	fiberCTSBase = 0x7e0001000000
 )
+
+// stacksOf is where the synthetic process keeps its threads' own stacks.
+var stacksOf = proc.Stacks{TCBBlock: tcbBlock}
 
 func inWasm(pc uint64) bool { return pc >= wasmLo && pc < wasmHi }
 
@@ -75,6 +87,10 @@ type scene struct {
 	// others[k] CallThreadStates of another store sit between activation
 	// k's CTS and the next older one.
 	others map[int]int
+	// fibers: the innermost fibers activations (and their CTSs) are on a
+	// fiber stack, each one on a fiber of its own when nested is set.
+	fibers int
+	nested bool
 }
 
 // built is a scene laid out in memory, with the addresses a test mutates.
@@ -157,9 +173,13 @@ func build(cfg config, sc scene) *built {
 		fps: make([][]uint64, n), entryFP: make([]uint64, n), exitTramp: make([]uint64, n),
 		cts: make([]uint64, n), saved: make([]uint64, n),
 	}
-	// The stack, oldest activation first, growing down.
+	// The stack, oldest activation first, growing down; each fiber's
+	// stack lies below the older one's.
 	sp := uint64(stackTop - 0x100)
 	for k := n - 1; k >= 0; k-- {
+		if k < sc.fibers && (k == sc.fibers-1 || sc.nested) {
+			sp = fiberTop - 0x100 - uint64(sc.fibers-1-k)*0x100000
+		}
 		b.entryFP[k] = sp
 		b.record(sp, sp+0x100, 0x400000+uint64(k)) // the entry trampoline's own record
 		sp -= frameGap
@@ -191,7 +211,13 @@ func build(cfg config, sc scene) *built {
 	var chain []uint64 // addresses, innermost first
 	ours := map[uint64]int{}
 	next := uint64(ctsBase)
+	if sc.fibers > 0 {
+		next = fiberCTSBase
+	}
 	for k := 0; k < n; k++ {
+		if k == sc.fibers && k > 0 {
+			next = ctsBase // the first CTS on the thread's own stack
+		}
 		ours[next] = k
 		b.cts[k] = next
 		chain = append(chain, next)
@@ -235,10 +261,12 @@ func build(cfg config, sc scene) *built {
 
 	b.slot = uint64(int64(tp) + l.TLSOffset)
 	b.setSlot(b.cts[0])
+	b.set(tp+tcbBlock, ownLo)
+	b.set(tp+tcbBlock+8, ownHi-ownLo)
 	if sc.host {
-		b.thread = Thread{PC: hostPC, FP: sp + 0x40, SP: sp, ThreadPointer: tp}
+		b.thread = Thread{PC: hostPC, FP: sp + 0x40, SP: sp, ThreadPointer: tp, Stacks: stacksOf}
 	} else {
-		b.thread = Thread{PC: sc.acts[0][0], FP: b.fps[0][0], SP: b.fps[0][0] - 0x10, ThreadPointer: tp}
+		b.thread = Thread{PC: sc.acts[0][0], FP: b.fps[0][0], SP: b.fps[0][0] - 0x10, ThreadPointer: tp, Stacks: stacksOf}
 		b.mem.Set(sc.acts[0][0], []byte{0x90, 0x90, 0x90}) // nops: not a prologue
 	}
 	return b

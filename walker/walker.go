@@ -19,9 +19,29 @@
 //	| host frames                    | <- sampled PC if in host code
 //	     lower addresses (newer), stack grows down
 //
+// Async Wasmtime runs each call on a fiber, a stack of its own. While a
+// fiber runs, the thread-local chain holds its CallThreadStates first, and
+// the oldest links to what the chain held when the fiber was resumed (the
+// thread's own activations, if any); a suspended fiber's are unlinked, so
+// no walk reaches them:
+//
+//	    thread's own stack                 fiber stack
+//	| main, executor ...        |      | fiber start                |
+//	| (own activations, if any) |      | entry trampoline frame     | <- bound, fiber
+//	| resume: switch stacks  ---+----> | Wasm frames, host frames   |
+//	                                   | CTS (innermost, in TLS)    |
+//
+// Wasmtime links a fiber's CallThreadStates in (after swapping its saved
+// state into the store) and unlinks them again while running on the
+// resumer's stack: a thread on its own stack whose chain names a CTS
+// elsewhere is switching fibers.
+//
 // The algorithm (numbered as in the C):
 //  1. Find the thread's innermost CallThreadState (CTS) through the
 //     thread-local slot at thread pointer + TLSOffset. None: no Wasm.
+//     Then the bounds of the thread's own stack (proc.Stacks). Sampled on
+//     its own stack with the CTS elsewhere, or in Wasm on another stack
+//     with the CTS on its own: a fiber switch in progress.
 //  2. Read its store's current exit PC/FP and entry bound. If they still
 //     equal what this CTS saved on entry, its trampoline has not run yet (or
 //     has been undone): the CTS contributes no region.
@@ -34,7 +54,11 @@
 //  5. Next region: follow CTS.prev, skipping other stores' CTSs; each one's
 //     saved values are the exit PC/FP and bound of the next older
 //     activation. Exit PC 0 ends the stack. Each older bound lies above the
-//     newer one.
+//     newer one on the same stack. Activations on fibers come before those
+//     on the thread's own stack: the walk may leave the fibers for the
+//     thread's stack once (the order check starts over there), never come
+//     back; the innermost activation lies on a fiber whenever the sampled
+//     SP does not lie on the thread's stack.
 package walker
 
 import (
@@ -52,12 +76,13 @@ const (
 	// region end or one CallThreadState per step.
 	MaxSteps = MaxFrames + MaxCTS + MaxActivations
 	// MaxReads bounds the memory reads of one walk, none longer than 8
-	// bytes: at most 11 before the loop (the TLS slot, four store and CTS
-	// words, the saved base, the top of the stack, the prologue check's two
-	// code reads and the return address after a push) and at most 7 per
+	// bytes: at most 13 before the loop (the TLS slot, the thread's stack
+	// block and its size, four store and CTS words, the saved base, the
+	// top of the stack, the prologue check's two code reads and the return
+	// address after a push) and at most 7 per
 	// step (a CallThreadState of the sampled store in the newer
 	// generation).
-	MaxReads = 11 + 7*MaxSteps
+	MaxReads = 13 + 7*MaxSteps
 )
 
 // Where a thread was when its stack was taken.
@@ -74,18 +99,20 @@ const (
 type Stop uint8
 
 const (
-	StopOK         Stop = 0
-	StopRead       Stop = 1
-	StopFPAlign    Stop = 2
-	StopFPOrder    Stop = 3
-	StopFPBound    Stop = 4
-	StopPCZero     Stop = 5
-	StopActOrder   Stop = 6
-	StopTransition Stop = 7
-	StopTooDeep    Stop = 8
-	StopEntryAlign Stop = 9
-	StopNoFSBase   Stop = 10
-	stopCount           = 11
+	StopOK          Stop = 0
+	StopRead        Stop = 1
+	StopFPAlign     Stop = 2
+	StopFPOrder     Stop = 3
+	StopFPBound     Stop = 4
+	StopPCZero      Stop = 5
+	StopActOrder    Stop = 6
+	StopTransition  Stop = 7
+	StopTooDeep     Stop = 8
+	StopEntryAlign  Stop = 9
+	StopNoFSBase    Stop = 10
+	StopFiberSwitch Stop = 11
+	StopNoStack     Stop = 12
+	stopCount            = 13
 )
 
 var stopNames = [stopCount]string{
@@ -93,6 +120,7 @@ var stopNames = [stopCount]string{
 	"frame pointer beyond the entry bound", "zero return address", "activations out of order",
 	"sampled while entering or leaving Wasm", "stack deeper than the walker's limit",
 	"misaligned entry stack pointer", "thread pointer unknown",
+	"sampled while switching fibers", "thread's stack unknown",
 }
 
 func (s Stop) String() string {
@@ -109,6 +137,10 @@ func (s Stop) Error() string { return "stack walk stopped: " + s.String() }
 type Thread struct {
 	PC, FP, SP    uint64 // user registers
 	ThreadPointer uint64 // fs_base on x86-64
+	// Main is the process's main thread, whose own stack is in Stacks;
+	// any other thread's is read from its TCB.
+	Main   bool
+	Stacks proc.Stacks
 }
 
 // Result is one walk.
@@ -120,6 +152,11 @@ type Result struct {
 	PCs []uint64
 	// ActStart[i] is the index in PCs of activation i's innermost frame.
 	ActStart []int
+	// FiberActs: the innermost FiberActs activations are on fiber
+	// stacks, the others on the thread's own stack. OnFiber: the sampled
+	// SP is not on the thread's own stack.
+	FiberActs int
+	OnFiber   bool
 }
 
 type walk struct {
@@ -134,9 +171,14 @@ type walk struct {
 	prevBound uint64
 	cts       uint64
 	store     uint64
-	inRegion  bool
-	stop      Stop
-	done      bool
+	// The thread's own stack, whether the sampled SP is on it, and
+	// whether the current region is on a fiber.
+	ownLo, ownHi uint64
+	spOwn        bool
+	onFiber      bool
+	inRegion     bool
+	stop         Stop
+	done         bool
 }
 
 // Walk takes the Wasm stack of one thread. inWasm says whether a PC is in
@@ -161,6 +203,21 @@ func Walk(mem proc.Memory, l *layout.Layout, a arch.Arch, t Thread, inWasm func(
 	if cts == 0 {
 		if isWasm {
 			res.Where, res.Stop = InWasm, StopTransition
+		}
+		return res
+	}
+	stop := w.ownStack(t)
+	if stop == StopOK {
+		w.spOwn = w.onOwnStack(t.SP)
+		res.OnFiber = !w.spOwn
+		if w.onOwnStack(cts) != w.spOwn && (w.spOwn || isWasm) {
+			stop = StopFiberSwitch
+		}
+	}
+	if stop != StopOK {
+		res.Where, res.Stop = InHost, stop
+		if isWasm {
+			res.Where = InWasm
 		}
 		return res
 	}
@@ -255,6 +312,29 @@ func (w *walk) savedBase(cts uint64, base *uint64) bool {
 	return w.read(base, cts+uint64(w.l.CTSOld))
 }
 
+// ownStack is step 1's bounds of the thread's own stack.
+func (w *walk) ownStack(t Thread) Stop {
+	if t.Main {
+		w.ownLo, w.ownHi = t.Stacks.MainLo, t.Stacks.MainHi
+	} else {
+		off := t.Stacks.TCBBlock
+		if off == 0 {
+			return StopNoStack
+		}
+		var block, size uint64
+		if !(w.read(&block, t.ThreadPointer+off) && w.read(&size, t.ThreadPointer+off+8)) {
+			return StopRead
+		}
+		w.ownLo, w.ownHi = block, block+size
+	}
+	if w.ownHi <= w.ownLo {
+		return StopNoStack
+	}
+	return StopOK
+}
+
+func (w *walk) onOwnStack(addr uint64) bool { return w.ownLo <= addr && addr < w.ownHi }
+
 // startRegion is steps 3 and 5's common end: begin a region at pc/fp with
 // the raw entry field. It returns true when the walk is over.
 func (w *walk) startRegion(pc, fp, entry uint64) bool {
@@ -272,6 +352,16 @@ func (w *walk) startRegion(pc, fp, entry uint64) bool {
 		}
 		bound = entry - w.a.SeedEntrySPGap
 	}
+	// Which stack the region is on: fibers first, then the thread's own
+	// stack, where the order of bounds starts over.
+	acts := len(w.res.ActStart)
+	fiber := !w.onOwnStack(bound)
+	if fiber && ((acts > 0 && !w.onFiber) || (acts == 0 && w.spOwn)) {
+		return w.finish(StopFiberSwitch)
+	}
+	if acts > 0 && w.onFiber && !fiber {
+		w.prevBound = 0
+	}
 	if bound <= w.prevBound {
 		return w.finish(StopActOrder)
 	}
@@ -279,6 +369,10 @@ func (w *walk) startRegion(pc, fp, entry uint64) bool {
 		return w.finish(StopTooDeep)
 	}
 	w.res.ActStart = append(w.res.ActStart, len(w.res.PCs))
+	if fiber {
+		w.res.FiberActs++
+	}
+	w.onFiber = fiber
 	w.pc, w.fp, w.bound, w.prevBound, w.inRegion = pc, fp, bound, bound, true
 	return false
 }

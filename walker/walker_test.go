@@ -35,6 +35,9 @@ type walkCase struct {
 	want   want
 	// wantFor overrides want per configuration.
 	wantFor func(config) want
+	// fiberActs and onFiber are the result's (0 and false: no fibers).
+	fiberActs int
+	onFiber   bool
 }
 
 func seedOnly(c config) bool    { return c.seed() }
@@ -515,6 +518,96 @@ var walkCases = []walkCase{
 		want: want{InWasm, StopFPBound, cat(actA, []uint64{0x400010}), []int{0}},
 	},
 
+	// Fibers (async Wasmtime).
+	{
+		name:      "on a fiber, in Wasm",
+		scene:     scene{acts: [][]uint64{actA}, fibers: 1},
+		want:      want{InWasm, StopOK, actA, []int{0}},
+		fiberActs: 1, onFiber: true,
+	},
+	{
+		name:      "on a fiber, in host code",
+		scene:     scene{acts: [][]uint64{actA}, fibers: 1, host: true},
+		want:      want{InHost, StopOK, actA, []int{0}},
+		fiberActs: 1, onFiber: true,
+	},
+	{
+		name:      "on a fiber resumed by host code that Wasm on the thread's own stack called",
+		scene:     scene{acts: [][]uint64{actA, actB, actC}, fibers: 2, others: map[int]int{1: 1}},
+		want:      want{InWasm, StopOK, cat(actA, actB, actC), []int{0, 3, 5}},
+		fiberActs: 2, onFiber: true,
+	},
+	{
+		name:      "a fiber resumed from another fiber",
+		scene:     scene{acts: [][]uint64{actA, actB}, fibers: 2, nested: true, host: true},
+		want:      want{InHost, StopOK, cat(actA, actB), []int{0, 3}},
+		fiberActs: 2, onFiber: true,
+	},
+	{
+		name:  "on a fiber with no activation yet: the thread's own ones",
+		scene: scene{acts: [][]uint64{actA}, host: true},
+		mutate: func(b *built) {
+			b.thread.SP, b.thread.FP = fiberTop-0x1000, fiberTop-0xf00
+		},
+		want:    want{InHost, StopOK, actA, []int{0}},
+		onFiber: true,
+	},
+	{
+		name:  "switching: on the thread's own stack, the chain on a fiber",
+		scene: scene{acts: [][]uint64{actA}, fibers: 1, host: true},
+		mutate: func(b *built) {
+			b.thread.SP, b.thread.FP = stackTop-0x1000, stackTop-0xf00
+		},
+		want: want{InHost, StopFiberSwitch, nil, nil},
+	},
+	{
+		name:  "switching: Wasm on a fiber, the chain on the thread's own stack",
+		scene: scene{acts: [][]uint64{actA, actB}, fibers: 1},
+		mutate: func(b *built) {
+			b.setSlot(b.cts[1])
+		},
+		want:    want{InWasm, StopFiberSwitch, nil, nil},
+		onFiber: true,
+	},
+	{
+		name:  "switching: the store's state is a fiber's, the chain the thread's",
+		scene: scene{acts: [][]uint64{actA}, host: true},
+		mutate: func(b *built) {
+			b.set(ourStore+uint64(b.cfg.l.StoreEntry), b.entry(0)-stackTop+fiberTop)
+		},
+		want: want{InHost, StopFiberSwitch, nil, nil},
+	},
+	{
+		name:  "an older activation on a fiber after one on the thread's own stack",
+		scene: scene{acts: [][]uint64{actA, actB}},
+		mutate: func(b *built) {
+			b.writeSaved(b.saved[0], actB[0], b.exitFP(1), b.entry(1)-stackTop+fiberTop)
+		},
+		want: want{InWasm, StopFiberSwitch, actA, []int{0}},
+	},
+	{
+		name:   "the thread's stack block is empty",
+		scene:  scene{acts: [][]uint64{actA}},
+		mutate: func(b *built) { b.set(tp+tcbBlock+8, 0) },
+		want:   want{InWasm, StopNoStack, nil, nil},
+	},
+	{
+		name:   "the process's TCB layout is unknown",
+		scene:  scene{acts: [][]uint64{actA}, host: true},
+		mutate: func(b *built) { b.thread.Stacks.TCBBlock = 0 },
+		want:   want{InHost, StopNoStack, nil, nil},
+	},
+	{
+		name:  "the main thread's stack is the process's",
+		scene: scene{acts: [][]uint64{actA, actB}, host: true},
+		mutate: func(b *built) {
+			b.set(tp+tcbBlock+8, 0) // not read
+			b.thread.Main = true
+			b.thread.Stacks.MainLo, b.thread.Stacks.MainHi = ownLo, ownHi
+		},
+		want: want{InHost, StopOK, cat(actA, actB), []int{0, 3}},
+	},
+
 	{
 		name:   "thread pointer unknown",
 		scene:  scene{acts: [][]uint64{actA}},
@@ -559,6 +652,9 @@ func TestWalk(t *testing.T) {
 					mem := &countingMemory{mem: b.mem}
 					got := Walk(mem, cfg.l, cfg.a, b.thread, inWasm)
 					checkResult(t, got, w)
+					if got.FiberActs != tc.fiberActs || got.OnFiber != tc.onFiber {
+						t.Errorf("fiber activations %d, on a fiber %v; want %d, %v", got.FiberActs, got.OnFiber, tc.fiberActs, tc.onFiber)
+					}
 					if mem.reads > MaxReads || mem.bytes > 8*mem.reads {
 						t.Errorf("%d reads of %d bytes, MaxReads is %d", mem.reads, mem.bytes, MaxReads)
 					}

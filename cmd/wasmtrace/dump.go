@@ -61,7 +61,7 @@ Flags:
 		return false
 	}
 	start := time.Now()
-	threads, err := dump.Take(t.PID, dump.Options{Layout: t.Layout, Arch: t.Arch, InWasm: inWasm})
+	threads, err := dump.Take(t.PID, dump.Options{Layout: t.Layout, Arch: t.Arch, Stacks: t.Stacks, InWasm: inWasm})
 	if err != nil {
 		return err
 	}
