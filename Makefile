@@ -49,6 +49,7 @@ check-generate: generate
 targets:
 	@for v in $(TARGETS); do testdata/targets/build.sh $$v $(TARGETDIR) stripped || exit 1; done
 	@testdata/events/build.sh
+	@for v in v39 v37; do testdata/async/build.sh $$v || exit 1; done
 
 # Profile the bundled demo app (four scenarios on four threads) for 5 s.
 demo: build

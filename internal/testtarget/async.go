@@ -1,0 +1,30 @@
+package testtarget
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// AsyncBin returns testdata/async/bin/async-VERSION (VERSION v39 or v37),
+// the Wasmtime embedder that runs Wasm on async fibers (see
+// testdata/async/README.md), building it with testdata/async/build.sh when
+// missing. Like Bin, a build failure fails the test in CI and with -short
+// skips it elsewhere. Run it with Start (it prints "ready" too).
+func AsyncBin(tb testing.TB, version string) string {
+	tb.Helper()
+	dir := filepath.Join(Root(), "testdata/async/bin")
+	bin := filepath.Join(dir, "async-"+version)
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	if testing.Short() && !InCI() {
+		tb.Skipf("%s not built (make targets); skipped in -short mode", bin)
+	}
+	out, err := exec.Command(filepath.Join(Root(), "testdata/async/build.sh"), version, dir).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("build async target %s: %v\n%s", version, err, out)
+	}
+	return bin
+}
