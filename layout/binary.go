@@ -3,23 +3,24 @@ package layout
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/wasmtrace/wasmtrace/layout/x86"
 )
 
-// exeFile is an executable opened for discovery: its symbols, demangled
-// as they are needed, and the functions decoded so far.
+// exeFile is an executable (or shared library) opened for discovery: its
+// symbols, demangled as they are needed, and its code.
 type exeFile struct {
 	path      string
 	f         *elf.File
 	syms      []elf.Symbol
 	names     []string // demangled names, parallel to syms
 	demangled []bool   // names[i] is set
-	fns       map[uint64]*fn
-	errs      map[uint64]error
 
 	// tlsIndexes maps the address of each tls_index of this module (a
 	// GOT entry relocated with R_X86_64_DTPMOD64 against the module
@@ -32,7 +33,7 @@ func openBinary(path string) (*exeFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	b := &exeFile{path: path, f: f, fns: map[uint64]*fn{}, errs: map[uint64]error{}}
+	b := &exeFile{path: path, f: f}
 	if syms, err := f.Symbols(); err == nil {
 		b.syms = syms
 		b.names = make([]string, len(syms))
@@ -110,26 +111,30 @@ func (b *exeFile) code(addr, size uint64) ([]byte, error) {
 	return nil, fmt.Errorf("%#x is not in an executable section", addr)
 }
 
-// decode analyses the function of symbol s (once).
-func (b *exeFile) decode(s elf.Symbol) (*fn, error) {
-	if f, ok := b.fns[s.Value]; ok {
-		return f, b.errs[s.Value]
-	}
-	var f *fn
-	var err error
+// codeOf reads the code of the function of symbol s, for package x86.
+func (b *exeFile) codeOf(s elf.Symbol) (x86.Code, error) {
 	if s.Size > maxFuncBytes {
-		err = fmt.Errorf("%s: %d bytes, too large to decode", s.Name, s.Size)
-	} else {
-		var code []byte
-		if code, err = b.code(s.Value, s.Size); err == nil {
-			if f, err = parseFunc(s.Name, s.Value, code); err == nil {
-				f.tlsIndex = b.isTLSIndex
-				f, err = f.analyse()
-			}
+		return x86.Code{}, fmt.Errorf("%s: %d bytes, too large to decode", s.Name, s.Size)
+	}
+	code, err := b.code(s.Value, s.Size)
+	if err != nil {
+		return x86.Code{}, err
+	}
+	return x86.Code{Name: short(s.Name), Addr: s.Value, Bytes: code, TLSIndex: b.isTLSIndex}, nil
+}
+
+// text returns the executable sections, for scanning without symbols.
+func (b *exeFile) text() []x86.Code {
+	var out []x86.Code
+	for _, s := range b.f.Sections {
+		if s.Flags&elf.SHF_EXECINSTR == 0 || s.Type != elf.SHT_PROGBITS || s.Size > 1<<30 {
+			continue
+		}
+		if data, err := s.Data(); err == nil {
+			out = append(out, x86.Code{Name: s.Name, Addr: s.Addr, Bytes: data})
 		}
 	}
-	b.fns[s.Value], b.errs[s.Value] = f, err
-	return f, err
+	return out
 }
 
 // versionedExport matches the exports that wasmtime-versioned-export-macros
@@ -281,3 +286,5 @@ func (b *exeFile) word(addr uint64) (uint64, error) {
 	}
 	return 0, fmt.Errorf("%#x not in the file", addr)
 }
+
+func le(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }

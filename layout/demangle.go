@@ -69,3 +69,21 @@ func unescapeIdent(s string) string {
 	}
 	return identEscapes.Replace(s)
 }
+
+// lastIdent is the last identifier of a path: what its mangled name
+// surely contains.
+func lastIdent(path string) string {
+	if i := strings.LastIndex(path, "::"); i >= 0 {
+		return path[i+2:]
+	}
+	return path
+}
+
+// short drops the module path of a demangled name.
+func short(name string) string {
+	parts := strings.Split(name, "::")
+	if len(parts) > 2 {
+		return strings.Join(parts[len(parts)-2:], "::")
+	}
+	return name
+}

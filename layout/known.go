@@ -13,8 +13,8 @@ import (
 // linked, and is always computed from the binary.
 //
 // The table never supplies an offset: offsets are decoded from the binary
-// (discover.go), and the table only cross-checks them. A build of a listed
-// version whose code disagrees is refused (ErrTableConflict): Rust layouts
+// (by package x86, from establish.go), and the table only cross-checks
+// them. A build of a listed version whose code disagrees is refused (ErrTableConflict): Rust layouts
 // depend on the compiler and features, so the same version number does not
 // prove the same layout, but a disagreement means one of the two is wrong.
 var knownBuilds = map[string]Layout{

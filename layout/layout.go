@@ -2,26 +2,41 @@
 // that the stack walk reads: the thread-local pointer to the innermost
 // CallThreadState, and the byte offsets of the fields behind it. Rust does
 // not fix struct layouts, so these are facts about one build, established
-// from its binary and never guessed.
+// from its binary and never guessed; each Fact of a Layout's Provenance
+// says how, naming the instruction an offset was read from.
 //
-// Every offset is decoded from the machine code of the Wasmtime functions
-// that use it, found by symbol (discover.go, on the interpreter of
-// x86.go); each Fact of a Layout's Provenance names the instruction. The
-// table of builds verified live (known.go) is only a cross-check: where it
-// has an entry for the version and disagrees, the build is refused. It can
-// be turned off with WASMTRACE_LAYOUT_TABLE=off (Options.Table). A build
-// whose layout cannot be decoded with confidence (stripped, no Wasmtime
-// symbols, a function not found, a pattern not recognised) is refused
-// with a sentence saying what was missing.
+// The flow, as record.Prepare runs it through ForProcess (establish.go
+// reads top-down in this order):
 //
-// For a running process (EstablishProcess) the layout is then checked
-// against its memory without stopping it (live.go), and Wasmtime in a
-// shared library loaded at start-up is supported (library.go).
+//  1. The binary: the process's executable or, when that holds no
+//     Wasmtime, the shared library that does (library.go); its symbols,
+//     demangled as needed, and its code (binary.go, demangle.go).
+//  2. The version, from a versioned export's name, a compiled module's
+//     .wasmtime.engine section or the strings in .rodata.
+//  3. The thread-local slot, from the TLS symbol and the code of
+//     Wasmtime's TLS accessor, which must agree.
+//  4. The generation and the struct offsets, from the code of
+//     Backtrace::new_with_trap_state (and, for Wasmtime 3, its assembly
+//     trampolines). Package layout/x86 does all the machine-code
+//     analysis: it takes a function's bytes, found here by symbol, and
+//     returns each offset with the instruction it came from.
+//  5. The table of builds verified live (known.go), a cross-check only:
+//     where it has an entry for the version and disagrees, the build is
+//     refused. WASMTRACE_LAYOUT_TABLE=off (Options.Table) turns it off.
+//  6. For a running process: a library's TLS block (library.go), then the
+//     live checks against its memory, without stopping it (live.go).
+//
+// A build whose layout cannot be established with confidence (stripped,
+// no Wasmtime symbols, a function not found, a pattern not recognised, a
+// contradiction in the live process) is refused with a sentence saying
+// what was missing.
 package layout
 
 import (
 	"fmt"
 	"strings"
+
+	"github.com/wasmtrace/wasmtrace/layout/x86"
 )
 
 // Generation is how a Wasmtime build records Wasm entries and exits.
@@ -68,6 +83,65 @@ func (g Generation) String() string {
 		return "entry-FP (entry-FP bound, state saved in EntryStoreContext)"
 	}
 	return fmt.Sprintf("generation(%d)", int(g))
+}
+
+// generationOf is the generation whose code follows pattern p.
+func generationOf(p x86.Pattern) Generation {
+	switch p {
+	case x86.Seed:
+		return Seed
+	case x86.EntryFP:
+		return EntryFP
+	}
+	return 0
+}
+
+// fieldNames are Wasmtime's names for each field, by generation.
+var fieldNames = map[Generation][x86.NumFields]string{
+	EntryFP: {
+		"CallThreadState.vm_store_context", "CallThreadState.prev", "CallThreadState.old_state",
+		"EntryStoreContext.last_wasm_exit_pc", "EntryStoreContext.last_wasm_exit_trampoline_fp", "EntryStoreContext.last_wasm_entry_fp",
+		"VMStoreContext.last_wasm_exit_pc", "VMStoreContext.last_wasm_exit_trampoline_fp", "VMStoreContext.last_wasm_entry_fp",
+	},
+	Seed: {
+		"CallThreadState.limits", "CallThreadState.prev", "",
+		"CallThreadState.old_last_wasm_exit_pc", "CallThreadState.old_last_wasm_exit_fp", "CallThreadState.old_last_wasm_entry_sp",
+		"VMRuntimeLimits.last_wasm_exit_pc", "VMRuntimeLimits.last_wasm_exit_fp", "VMRuntimeLimits.last_wasm_entry_sp",
+	},
+}
+
+func (g Generation) fieldName(fl x86.Field) string { return fieldNames[g][fl] }
+
+// fields lists the fields a generation uses, in display order.
+func (g Generation) fields() []x86.Field {
+	if g == Seed {
+		return []x86.Field{x86.CTSStore, x86.CTSPrev, x86.SavedExitFP, x86.SavedExitPC, x86.SavedEntry, x86.StoreExitFP, x86.StoreExitPC, x86.StoreEntry}
+	}
+	return []x86.Field{x86.CTSStore, x86.CTSPrev, x86.CTSOld, x86.SavedExitFP, x86.SavedExitPC, x86.SavedEntry, x86.StoreExitFP, x86.StoreExitPC, x86.StoreEntry}
+}
+
+func (l *Layout) ptr(fl x86.Field) *uint32 {
+	switch fl {
+	case x86.CTSStore:
+		return &l.CTSStore
+	case x86.CTSPrev:
+		return &l.CTSPrev
+	case x86.CTSOld:
+		return &l.CTSOld
+	case x86.SavedExitPC:
+		return &l.SavedExitPC
+	case x86.SavedExitFP:
+		return &l.SavedExitFP
+	case x86.SavedEntry:
+		return &l.SavedEntry
+	case x86.StoreExitPC:
+		return &l.StoreExitPC
+	case x86.StoreExitFP:
+		return &l.StoreExitFP
+	case x86.StoreEntry:
+		return &l.StoreEntry
+	}
+	panic("bad field")
 }
 
 // Layout is everything the walk needs to know about one build. Field names

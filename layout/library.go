@@ -20,6 +20,7 @@ package layout
 import (
 	"debug/elf"
 	"fmt"
+	"strings"
 
 	"github.com/wasmtrace/wasmtrace/proc"
 )
@@ -57,7 +58,7 @@ func establishLibrary(pid int, lib string, m proc.Mapping, opt Options) (*Layout
 	if err != nil {
 		return refuse("%v", err)
 	}
-	tps, how := findThreadPointers(mem, maps, tids)
+	tps, how := proc.ThreadPointers(mem, maps, tids)
 	if len(tps) == 0 {
 		return refuse("the threads' thread pointers were not found (%s), so the library's TLS block cannot be located", how)
 	}
@@ -107,3 +108,33 @@ func loadBias(path string, m proc.Mapping) (uint64, error) {
 	}
 	return 0, fmt.Errorf("%s: no PT_LOAD at file offset 0", path)
 }
+
+// wasmtimeLibrary returns the path of a mapped shared library that holds
+// Wasmtime, and its mapping at file offset 0; "" if there is none.
+func wasmtimeLibrary(pid int) (string, proc.Mapping) {
+	maps, err := proc.ReadMaps(pid)
+	if err != nil {
+		return "", proc.Mapping{}
+	}
+	seen := map[string]bool{}
+	for _, m := range maps {
+		if m.Path == "" || m.Path[0] != '/' || m.Offset != 0 || seen[m.Path] || !strings.Contains(m.Path, ".so") {
+			continue
+		}
+		seen[m.Path] = true
+		b, err := openBinary(procPath(pid, m.Path))
+		if err != nil {
+			continue
+		}
+		ok, _ := b.mentionsWasmtime()
+		ok = ok || b.hasWasmtimeSymbols()
+		b.Close()
+		if ok {
+			return m.Path, m
+		}
+	}
+	return "", proc.Mapping{}
+}
+
+// procPath reaches a path of the process's mount namespace.
+func procPath(pid int, path string) string { return fmt.Sprintf("/proc/%d/root%s", pid, path) }

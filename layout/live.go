@@ -13,16 +13,19 @@ package layout
 //     thread's thread pointer.
 //  2. Thread-local slot. At thread pointer + TLSOffset each thread must
 //     hold zero or the "initialised" tag when idle, and otherwise a
-//     CallThreadState pointer into its own stack.
+//     CallThreadState pointer into its own stack or, in async hosts, into
+//     a fiber stack (an anonymous private mapping that is no thread's
+//     stack).
 //  3. Offsets. For a thread caught inside Wasm (or in the host called from
-//     Wasm): the CallThreadState's store pointer is a heap pointer, its
-//     prev and old_state point further up the same stack, and the store's
-//     exit FP and entry bound lie in that stack.
+//     Wasm): each CallThreadState's store pointer points off its stack,
+//     its old_state into the same stack, and prev further up that stack,
+//     or on to an older stack: from a fiber to another fiber or to the
+//     thread's own stack, never back (see readThread).
 //  4. VMStoreContext offsets (entry-FP generation). The JIT trampolines
 //     in the process's compiled modules store the exit trampoline's FP
 //     and the return address (wasm_to_array_trampoline) and the entry
 //     trampoline's FP (array_to_wasm_trampoline) at fixed offsets: decoded
-//     like the binary, they must name the same offsets.
+//     like the binary (x86.Stores), they must name the same offsets.
 //
 // Checks 2 and 3 race with the running target; a thread fails only when
 // three reads in a row fail. A contradiction refuses the process; finding
@@ -30,12 +33,12 @@ package layout
 // reported and accepted.
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 
+	"github.com/wasmtrace/wasmtrace/layout/x86"
 	"github.com/wasmtrace/wasmtrace/proc"
 	"github.com/wasmtrace/wasmtrace/symbolize"
 )
@@ -55,7 +58,7 @@ func (l *Layout) checkLive(pid int) error {
 		l.live("threads", "not checked: "+err.Error())
 		return nil
 	}
-	tps, how := findThreadPointers(mem, maps, tids)
+	tps, how := proc.ThreadPointers(mem, maps, tids)
 	if len(tps) == 0 {
 		l.live("thread pointers", "not found ("+how+"); the thread-local slot was not checked")
 		return nil
@@ -67,80 +70,6 @@ func (l *Layout) checkLive(pid int) error {
 func (l *Layout) live(what, how string) {
 	l.Live = append(l.Live, Fact{What: what, Source: srcLive, How: how})
 }
-
-// ---- thread pointers ----
-
-const (
-	tcbAlign   = 64
-	scanTop    = 64 << 10 // bytes scanned at the top of large mappings
-	scanSmall  = 1 << 20  // mappings up to this size are scanned whole
-	tidScanEnd = 0x1000
-)
-
-// findThreadPointers returns thread pointer by thread id.
-func findThreadPointers(mem proc.Memory, maps []proc.Mapping, tids []int) (map[int]uint64, string) {
-	type cand struct{ addr, guard uint64 }
-	var cands []cand
-	for _, m := range maps {
-		if len(m.Perms) < 2 || m.Perms[0] != 'r' || m.Perms[1] != 'w' {
-			continue
-		}
-		lo := m.Start
-		if m.End-m.Start > scanSmall {
-			lo = m.End - scanTop
-		}
-		buf := make([]byte, m.End-lo)
-		if _, err := mem.ReadAt(buf, lo); err != nil {
-			continue
-		}
-		for off := 0; off+0x30 <= len(buf); off += tcbAlign {
-			x := lo + uint64(off)
-			if le(buf[off:]) == x && le(buf[off+0x10:]) == x {
-				cands = append(cands, cand{x, le(buf[off+0x28:])})
-			}
-		}
-	}
-	if len(cands) == 0 {
-		return nil, "no glibc thread control block (self-pointing TCB) in writable memory"
-	}
-	// All threads share one stack-protector canary.
-	byGuard := map[uint64][]uint64{}
-	for _, c := range cands {
-		byGuard[c.guard] = append(byGuard[c.guard], c.addr)
-	}
-	var tcbs []uint64
-	for _, a := range byGuard {
-		if len(a) > len(tcbs) {
-			tcbs = a
-		}
-	}
-	isTid := map[uint32]bool{}
-	for _, t := range tids {
-		isTid[uint32(t)] = true
-	}
-	// The offset of the thread id in struct pthread differs between glibc
-	// versions: find the one where every TCB holds a distinct id.
-	for k := uint64(0x100); k < tidScanEnd; k += 4 {
-		out := map[int]uint64{}
-		for _, x := range tcbs {
-			var b [4]byte
-			if _, err := mem.ReadAt(b[:], x+k); err != nil {
-				break
-			}
-			t := binary.LittleEndian.Uint32(b[:])
-			if !isTid[t] {
-				break
-			}
-			out[int(t)] = x
-		}
-		if len(out) == len(tcbs) {
-			return out, fmt.Sprintf("glibc TCBs, thread id at +%#x", k)
-		}
-	}
-	return nil, fmt.Sprintf("%d self-pointing TCBs, but no offset holds their thread ids", len(tcbs))
-}
-
-func le(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 
 // ---- thread-local slot and offsets ----
 
@@ -155,6 +84,7 @@ func mappingOf(maps []proc.Mapping, addr uint64) *proc.Mapping {
 // threadView is one read of a thread's Wasmtime state.
 type threadView struct {
 	slot, cts uint64
+	fibers    int    // fiber stacks the CallThreadState list runs through
 	problem   string // "" when consistent
 }
 
@@ -165,14 +95,22 @@ func (l *Layout) checkThreads(mem proc.Memory, maps []proc.Mapping, tps map[int]
 		tids = append(tids, t)
 	}
 	sort.Ints(tids)
-	idle, ok := 0, 0
+	// The mappings holding a thread's TCB are thread stacks: a fiber
+	// stack is none of them.
+	stacks := map[uint64]bool{}
+	for _, tp := range tps {
+		if m := mappingOf(maps, tp); m != nil {
+			stacks[m.Start] = true
+		}
+	}
+	idle, ok, onFiber := 0, 0, 0
 	var bad []string
 	var example string
 	for _, tid := range tids {
 		tp := tps[tid]
 		var v threadView
 		for range 3 {
-			v = l.readThread(mem, maps, tp)
+			v = l.readThread(mem, maps, tp, stacks)
 			if v.problem == "" {
 				break
 			}
@@ -184,8 +122,13 @@ func (l *Layout) checkThreads(mem proc.Memory, maps []proc.Mapping, tps map[int]
 			idle++
 		default:
 			ok++
+			where := ""
+			if v.fibers > 0 {
+				onFiber++
+				where = " on a fiber stack"
+			}
 			if example == "" {
-				example = fmt.Sprintf("e.g. thread %d: slot %#x -> CallThreadState %#x", tid, v.slot, v.cts)
+				example = fmt.Sprintf("e.g. thread %d: slot %#x -> CallThreadState %#x%s", tid, v.slot, v.cts, where)
 			}
 		}
 	}
@@ -194,65 +137,153 @@ func (l *Layout) checkThreads(mem proc.Memory, maps []proc.Mapping, tps map[int]
 	}
 	switch {
 	case ok > 0:
-		l.live("thread-local slot and offsets", fmt.Sprintf("confirmed on %s in Wasm (%s), %d idle", plural(ok, "thread"), example, idle))
+		fibers := ""
+		switch {
+		case onFiber == 1:
+			fibers = ", 1 of them on a fiber stack"
+		case onFiber > 1:
+			fibers = fmt.Sprintf(", %d of them on fiber stacks", onFiber)
+		}
+		l.live("thread-local slot and offsets", fmt.Sprintf("confirmed on %s in Wasm%s (%s), %d idle", plural(ok, "thread"), fibers, example, idle))
 	default:
 		l.live("thread-local slot", fmt.Sprintf("plausible on %s, all idle; no thread held a CallThreadState, so its offsets were not checked", plural(idle, "thread")))
 	}
 	return nil
 }
 
+// maxCTSDepth bounds the CallThreadStates followed on one thread.
+const maxCTSDepth = 64
+
+// Kinds of stack a CallThreadState can live on.
+const (
+	notStack = iota
+	threadStack
+	fiberStack
+)
+
+// stackKind says whether addr, in mapping m, is on the stack of the
+// thread whose thread pointer is tp (the main stack, or below its TCB in
+// the mapping holding it), or on a fiber stack: a private, anonymous,
+// writable mapping that holds no thread's TCB (stacks: the mappings that
+// do, by start). Async Wasmtime runs Wasm on such fiber stacks.
+func stackKind(m *proc.Mapping, addr, tp uint64, stacks map[uint64]bool) int {
+	switch {
+	case m == nil:
+		return notStack
+	case m.Start <= tp && tp < m.End:
+		if addr < tp {
+			return threadStack
+		}
+		return notStack
+	case m.Path == "[stack]":
+		return threadStack
+	case m.Anonymous() && len(m.Perms) == 4 && m.Perms[:2] == "rw" && m.Perms[3] == 'p' && !stacks[m.Start]:
+		return fiberStack
+	}
+	return notStack
+}
+
+// describe says where an address in m is, for a refusal.
+func describe(m *proc.Mapping, tp uint64, stacks map[uint64]bool) string {
+	switch {
+	case m == nil:
+		return "not mapped"
+	case m.Start <= tp && tp < m.End:
+		return "at or above the thread's TCB"
+	case stacks[m.Start]:
+		return "on another thread's stack"
+	case m.Path != "":
+		return "in " + m.Path
+	}
+	return "in a " + m.Perms + " mapping"
+}
+
 // readThread reads and checks one thread's state once.
-func (l *Layout) readThread(mem proc.Memory, maps []proc.Mapping, tp uint64) threadView {
+//
+// The CallThreadStates form a list from the innermost (the slot's) to the
+// oldest, each on a stack: the thread's own, or, in async hosts, a fiber
+// stack, where the oldest CallThreadState of a fiber links to whatever
+// the slot held when the fiber was resumed (nothing, one on the thread's
+// stack, or one on another fiber's stack). So the list runs through
+// segments, each one stack mapping: within a segment prev points further
+// up (older frames are at higher addresses); a segment once left is never
+// entered again; and once on the thread's own stack the list stays there.
+// Each CallThreadState's old_state (its EntryStoreContext) is on the same
+// stack as the CallThreadState (it can share a frame with it when
+// catch_traps is inlined, so it may sit on either side); its store is
+// not. (VMStoreContext's exit fields are not checked here: Wasmtime leaves
+// stale values in them, possibly from another thread's stack; the JIT
+// trampolines confirm those offsets instead.)
+func (l *Layout) readThread(mem proc.Memory, maps []proc.Mapping, tp uint64, stacks map[uint64]bool) threadView {
 	var v threadView
 	word := func(a uint64) (uint64, bool) {
 		w, err := proc.Word(mem, a)
 		return w, err == nil
 	}
+	slotAt := uint64(int64(tp) + l.TLSOffset)
 	var okRead bool
-	if v.slot, okRead = word(uint64(int64(tp) + l.TLSOffset)); !okRead {
-		v.problem = fmt.Sprintf("slot at %#x unreadable", uint64(int64(tp)+l.TLSOffset))
+	if v.slot, okRead = word(slotAt); !okRead {
+		v.problem = fmt.Sprintf("slot at %#x unreadable", slotAt)
 		return v
 	}
 	v.cts = v.slot & l.TLSMask
 	if v.cts == 0 {
 		return v // idle: zero, or only the "initialised" tag
 	}
-	// The CallThreadState lives on the thread's stack: in the mapping
-	// holding the thread's TCB, below it, or in the main stack.
-	stack := mappingOf(maps, v.cts)
-	if stack == nil || !(stack.Path == "[stack]" || stack.Start <= tp && tp < stack.End && v.cts < tp) {
-		v.problem = fmt.Sprintf("slot holds %#x, which is not in the thread's stack", v.slot)
+	seg := mappingOf(maps, v.cts)
+	kind := stackKind(seg, v.cts, tp, stacks)
+	if kind == notStack {
+		v.problem = fmt.Sprintf("slot holds %#x, which is in neither the thread's stack nor a fiber stack (%s)", v.slot, describe(seg, tp, stacks))
 		return v
 	}
-	// Older frames are at higher addresses: prev points up the same
-	// stack; old_state points into it too (the EntryStoreContext can share
-	// a frame with the CallThreadState when catch_traps is inlined, so it
-	// may sit on either side). The store is on the heap. (VMStoreContext's exit
-	// fields are not checked here: Wasmtime leaves stale values in them,
-	// possibly from another thread's stack; the JIT trampolines confirm
-	// those offsets instead.)
-	above := func(a, than uint64) bool { return a > than && a < stack.End }
+	if kind == fiberStack {
+		v.fibers++
+	}
+	left := map[*proc.Mapping]bool{}
 	cts := v.cts
-	for depth := 0; cts != 0 && depth < 64; depth++ {
+	for depth := 0; cts != 0 && depth < maxCTSDepth; depth++ {
 		st, ok1 := word(cts + uint64(l.CTSStore))
 		prev, ok2 := word(cts + uint64(l.CTSPrev))
 		if !ok1 || !ok2 {
 			v.problem = fmt.Sprintf("CallThreadState %#x unreadable", cts)
 			return v
 		}
-		if st == 0 || st%8 != 0 || mappingOf(maps, st) == nil || mappingOf(maps, st) == stack {
+		if sm := mappingOf(maps, st); st == 0 || st%8 != 0 || sm == nil || sm == seg {
 			v.problem = fmt.Sprintf("CallThreadState %#x +%#x holds %#x, not a store pointer", cts, l.CTSStore, st)
-			return v
-		}
-		if prev != 0 && !above(prev, cts) {
-			v.problem = fmt.Sprintf("CallThreadState %#x prev (+%#x) holds %#x, not an older CallThreadState", cts, l.CTSPrev, prev)
 			return v
 		}
 		if l.Generation == EntryFP {
 			old, ok := word(cts + uint64(l.CTSOld))
-			if !ok || old == cts || mappingOf(maps, old) != stack {
-				v.problem = fmt.Sprintf("CallThreadState %#x old_state (+%#x) holds %#x, not a saved state on the thread's stack", cts, l.CTSOld, old)
+			if !ok || old == cts || mappingOf(maps, old) != seg {
+				v.problem = fmt.Sprintf("CallThreadState %#x old_state (+%#x) holds %#x, not a saved state on the same stack", cts, l.CTSOld, old)
 				return v
+			}
+		}
+		if prev == 0 {
+			break
+		}
+		notOlder := func(why string) threadView {
+			v.problem = fmt.Sprintf("CallThreadState %#x prev (+%#x) holds %#x, not an older CallThreadState (%s)", cts, l.CTSPrev, prev, why)
+			return v
+		}
+		pm := mappingOf(maps, prev)
+		pk := stackKind(pm, prev, tp, stacks)
+		switch {
+		case pk == notStack:
+			return notOlder(describe(pm, tp, stacks))
+		case pm == seg:
+			if prev <= cts {
+				return notOlder("below it on the same stack")
+			}
+		case kind == threadStack:
+			return notOlder("it leaves the thread's stack")
+		case left[pm]:
+			return notOlder("on a stack the list already left")
+		default:
+			left[seg] = true
+			seg, kind = pm, pk
+			if kind == fiberStack {
+				v.fibers++
 			}
 		}
 		cts = prev
@@ -271,12 +302,12 @@ func (l *Layout) checkTrampolines(mem proc.Memory, maps []proc.Mapping) error {
 		return nil
 	}
 	want := map[string]struct {
-		role storeRole
-		fl   field
+		role x86.Role
+		fl   x86.Field
 	}{
-		"exit FP":  {roleOwnFP, fStoreExitFP},
-		"exit PC":  {roleRetAddr, fStoreExitPC},
-		"entry FP": {roleOwnFP, fStoreEntry},
+		"exit FP":  {x86.OwnFP, x86.StoreExitFP},
+		"exit PC":  {x86.RetAddr, x86.StoreExitPC},
+		"entry FP": {x86.OwnFP, x86.StoreEntry},
 	}
 	seen := map[string]string{}
 	n := 0
@@ -301,20 +332,19 @@ func (l *Layout) checkTrampolines(mem proc.Memory, maps []proc.Mapping) error {
 			if _, err := mem.ReadAt(code, f.Start); err != nil {
 				continue
 			}
-			fn, err := decodeFunc(f.Symbol, f.Start, code)
+			stores, err := x86.Stores(x86.Code{Name: short(f.Symbol), Addr: f.Start, Bytes: code})
 			if err != nil {
 				continue
 			}
 			n++
-			stores := storesByRole(fn)
 			for _, k := range keys {
 				w := want[k]
 				var offs []int64
-				var at uint64
+				var at string
 				for _, s := range stores {
-					if s.role == w.role && !slices.Contains(offs, s.off) {
-						offs = append(offs, s.off)
-						at = s.pc
+					if s.Role == w.role && !slices.Contains(offs, s.Off) {
+						offs = append(offs, s.Off)
+						at = s.At
 					}
 				}
 				if len(offs) != 1 {
@@ -322,11 +352,11 @@ func (l *Layout) checkTrampolines(mem proc.Memory, maps []proc.Mapping) error {
 				}
 				if got := uint32(*l.ptr(w.fl)); int64(got) != offs[0] {
 					return fmt.Errorf("%w: %s is %#x in the binary's code, but the process's %s stores it at %#x (%s)",
-						ErrLive, l.Generation.fieldName(w.fl), got, f.Symbol, offs[0], fn.at(at))
+						ErrLive, l.Generation.fieldName(w.fl), got, f.Symbol, offs[0], at)
 				}
-				seen[k] = fn.at(at)
+				seen[k] = at
 				if fact := l.factNamed(l.Generation.fieldName(w.fl)); fact != nil {
-					fact.Check = joinChecks(fact.Check, "live JIT code agrees: "+fn.at(at))
+					fact.Check = joinChecks(fact.Check, "live JIT code agrees: "+at)
 				}
 			}
 		}

@@ -1,7 +1,7 @@
-package layout
+package x86
 
-// A small abstract interpreter for x86-64 functions, enough to read struct
-// offsets out of Wasmtime's own code.
+// The interpreter: a small abstract interpreter for x86-64 functions,
+// enough to read struct offsets out of Wasmtime's own code.
 //
 // Every register and every stack slot holds a set of symbolic values. A
 // value is an expression over what the function received: a register at
@@ -11,8 +11,8 @@ package layout
 // until nothing changes, joining sets where paths meet, and records what
 // the function did with those values: which fields it loaded, compared,
 // stored and passed to calls, and which values meet in one variable (the
-// same role reached on two paths). The matchers in discover.go read struct
-// layouts from these records.
+// same role reached on two paths). The matchers (backtrace.go, x86.go)
+// read struct layouts from these records.
 //
 // A loop that follows a linked list (x = x->prev) would build ever deeper
 // loads; where a set meets both v and load(v, p) the two are widened into
@@ -144,7 +144,7 @@ type (
 
 // fn is one analysed function.
 type fn struct {
-	name  string
+	name  string // as descriptions name it
 	addr  uint64
 	insns []insn
 	index map[uint64]int // pc -> instruction index
@@ -171,52 +171,29 @@ type fn struct {
 	tlsIndex func(addr uint64) bool
 }
 
-// decodeFunc decodes code (the bytes of one function at addr) and runs the
-// interpreter over it.
-func decodeFunc(name string, addr uint64, code []byte) (*fn, error) {
-	f, err := parseFunc(name, addr, code)
-	if err != nil {
-		return nil, err
-	}
-	return f.analyse()
-}
-
-// parseFunc decodes the instructions of a function, without analysing it.
-func parseFunc(name string, addr uint64, code []byte) (*fn, error) {
-	f := &fn{name: name, addr: addr, index: map[uint64]int{}, ids: map[expr]int32{}, origin: map[int32]uint64{}}
+// decode decodes the instructions of one function and runs the
+// interpreter over them. With n > 0 only the first n instructions are
+// decoded, as a straight-line snippet, and they must all decode.
+func decode(c Code, n int) (*fn, error) {
+	f := &fn{name: c.Name, addr: c.Addr, index: map[uint64]int{}, ids: map[expr]int32{}, origin: map[int32]uint64{}, tlsIndex: c.TLSIndex}
 	f.intern(expr{op: opTop})
 	f.intern(expr{op: opUnk})
-	for off := 0; off < len(code); {
-		in, err := x86asm.Decode(code[off:], 64)
+	for off := 0; off < len(c.Bytes) && (n <= 0 || len(f.insns) < n); {
+		in, err := x86asm.Decode(c.Bytes[off:], 64)
 		if err != nil {
 			// Padding or data after the last instruction is harmless;
 			// an undecodable instruction in the middle is not.
-			if allPadding(code[off:]) {
+			if n <= 0 && allPadding(c.Bytes[off:]) {
 				break
 			}
-			return nil, fmt.Errorf("%s: cannot decode the instruction at %#x: %v", name, addr+uint64(off), err)
+			return nil, fmt.Errorf("%s: cannot decode the instruction at %#x: %v", c.Name, c.Addr+uint64(off), err)
 		}
-		f.index[addr+uint64(off)] = len(f.insns)
-		f.insns = append(f.insns, insn{pc: addr + uint64(off), inst: in})
+		f.index[c.Addr+uint64(off)] = len(f.insns)
+		f.insns = append(f.insns, insn{pc: c.Addr + uint64(off), inst: in})
 		off += in.Len
 	}
-	return f, nil
-}
-
-// decodeSnippet decodes the first n instructions of code and analyses them
-// as a straight-line function.
-func decodeSnippet(name string, addr uint64, code []byte, n int) (*fn, error) {
-	f := &fn{name: name, addr: addr, index: map[uint64]int{}, ids: map[expr]int32{}, origin: map[int32]uint64{}}
-	f.intern(expr{op: opTop})
-	f.intern(expr{op: opUnk})
-	for off := 0; len(f.insns) < n; {
-		in, err := x86asm.Decode(code[off:], 64)
-		if err != nil {
-			return nil, err
-		}
-		f.index[addr+uint64(off)] = len(f.insns)
-		f.insns = append(f.insns, insn{pc: addr + uint64(off), inst: in})
-		off += in.Len
+	if n > 0 && len(f.insns) < n {
+		return nil, fmt.Errorf("%s: %d instructions, want %d", c.Name, len(f.insns), n)
 	}
 	return f.analyse()
 }
@@ -963,5 +940,5 @@ func (f *fn) text(pc uint64) string {
 
 // at describes the instruction at pc for a provenance line.
 func (f *fn) at(pc uint64) string {
-	return fmt.Sprintf("%s at %#x: %s", short(f.name), pc, f.text(pc))
+	return fmt.Sprintf("%s at %#x: %s", f.name, pc, f.text(pc))
 }

@@ -1,5 +1,12 @@
 package layout
 
+// Establishing a layout, top-down in the order it happens (see the
+// package comment): for a process, its executable or the shared library
+// holding Wasmtime; in that binary, the version, the thread-local slot,
+// the generation and struct offsets (decoded by package x86 from the
+// functions found here by symbol) and the table's cross-check; then, for
+// a process, the live checks.
+
 import (
 	"debug/elf"
 	"errors"
@@ -7,6 +14,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/wasmtrace/wasmtrace/layout/x86"
 	"github.com/wasmtrace/wasmtrace/proc"
 )
 
@@ -53,18 +61,38 @@ func TableEnabled() bool {
 	return true
 }
 
-// tlsSymbols are the thread-locals that hold the innermost CallThreadState
-// pointer, by generation of Wasmtime's tls module, with how to read them.
-var tlsSymbols = []struct {
-	name string
-	mask uint64
-	gen  Generation
-}{
-	// 37, 39: a const #[thread_local] Cell<usize>, bit 0 = initialised.
-	{"wasmtime::runtime::vm::sys::unix::TLS::{{constant}}::{{closure}}::VAL", ^uint64(1), EntryFP},
-	// 3: thread_local! with lazy state; VAL's first word is the pointer
-	// (zero until set), the "initialised" state lives in a separate STATE.
-	{"wasmtime_runtime::traphandlers::tls::raw::PTR::__getit::VAL", ^uint64(0), Seed},
+// ForProcess establishes the layout of a running process's Wasmtime with
+// DefaultOptions.
+func ForProcess(pid int, version string) (*Layout, error) {
+	return EstablishProcess(pid, DefaultOptions(version))
+}
+
+// EstablishProcess establishes the layout of the Wasmtime in process pid:
+// from its executable (Establish), or from the shared library that holds
+// Wasmtime (library.go), then checked against its memory (live.go).
+func EstablishProcess(pid int, opt Options) (*Layout, error) {
+	if !proc.Exists(pid) {
+		return nil, fmt.Errorf("no process with pid %d", pid)
+	}
+	l, err := Establish(proc.ExePath(pid), opt)
+	if err != nil && errors.Is(err, ErrNotWasmtime) {
+		lib, m := wasmtimeLibrary(pid)
+		if lib == "" {
+			return nil, fmt.Errorf("pid %d: %w", pid, err)
+		}
+		if l, err = establishLibrary(pid, lib, m, opt); err != nil {
+			return nil, err
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if opt.Live {
+		if err := l.checkLive(pid); err != nil {
+			return nil, fmt.Errorf("pid %d: %w", pid, err)
+		}
+	}
+	return l, nil
 }
 
 // FromBinary establishes the layout of the Wasmtime linked into the
@@ -76,8 +104,8 @@ func FromBinary(path, version string) (*Layout, error) {
 }
 
 // Establish reads the layout of the Wasmtime linked into the executable at
-// path from its code (see discover.go), and refuses it, saying what is
-// missing, when that is not possible with confidence.
+// path from its code, and refuses it, saying what is missing, when that is
+// not possible with confidence.
 func Establish(path string, opt Options) (*Layout, error) {
 	l, err := establish(path, opt, false)
 	if err != nil {
@@ -98,6 +126,7 @@ func establish(path string, opt Options, library bool) (*Layout, error) {
 		return nil, err
 	}
 	defer b.Close()
+	// 0. An x86-64 binary holding Wasmtime, with symbols.
 	if b.f.Machine != elf.EM_X86_64 {
 		return nil, fmt.Errorf("%s is a %s binary; wasmtrace reads Wasmtime's layout from x86-64 code only", path, b.f.Machine)
 	}
@@ -109,6 +138,7 @@ func establish(path string, opt Options, library bool) (*Layout, error) {
 		return nil, fmt.Errorf("%s: %w (no Wasmtime symbols or strings)", path, ErrNotWasmtime)
 	}
 
+	// 1. The version, when the binary names it.
 	l := &Layout{}
 	switch v, how := b.versionFromSymbols(); {
 	case v != "":
@@ -122,35 +152,75 @@ func establish(path string, opt Options, library bool) (*Layout, error) {
 		l.fact("version", engineVersion, srcBinary, "the engine version string next to Wasmtime's version-check messages in .rodata")
 	}
 
+	// 2. The thread-local slot.
 	symGen, err := l.establishTLS(b, library)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 
-	d, err := discoverOffsets(b)
+	// 3. The generation and the struct offsets.
+	d, gen, err := discoverOffsets(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: Wasmtime %s: %w: %v", path, orUnknown(l.Version), ErrUnknownBuild, err)
 	}
-	if symGen != 0 && symGen != d.gen {
-		return nil, fmt.Errorf("%s: %w: the thread-local %s belongs to the %s generation, but %s", path, ErrUnknownBuild, l.TLSSymbol, symGen.Short(), d.genHow)
+	if symGen != 0 && symGen != gen {
+		return nil, fmt.Errorf("%s: %w: the thread-local %s belongs to the %s generation, but %s", path, ErrUnknownBuild, l.TLSSymbol, symGen.Short(), d.How)
 	}
-	if wantMask := d.gen.tlsMask(); l.TLSMask != wantMask {
-		return nil, fmt.Errorf("%s: %w: the thread-local slot is read with mask %#x, but the %s generation tags it with %#x", path, ErrUnknownBuild, l.TLSMask, d.gen.Short(), wantMask)
+	if wantMask := gen.tlsMask(); l.TLSMask != wantMask {
+		return nil, fmt.Errorf("%s: %w: the thread-local slot is read with mask %#x, but the %s generation tags it with %#x", path, ErrUnknownBuild, l.TLSMask, gen.Short(), wantMask)
 	}
-	l.Generation = d.gen
-	l.fact("generation", d.gen.Short(), srcDecoded, d.genHow)
-	for _, fl := range d.gen.fields() {
-		fd := d.fields[fl]
+	l.Generation = gen
+	l.fact("generation", gen.Short(), srcDecoded, d.How)
+	for _, fl := range gen.fields() {
+		fd := d.Fields[fl]
 		if fd == nil {
-			return nil, fmt.Errorf("%s: %w: %s was not found", path, ErrUnknownBuild, d.gen.fieldName(fl))
+			return nil, fmt.Errorf("%s: %w: %s was not found", path, ErrUnknownBuild, gen.fieldName(fl))
 		}
-		*l.ptr(fl) = uint32(fd.off)
-		l.fact(d.gen.fieldName(fl), hex(uint32(fd.off)), srcDecoded, fd.how)
+		*l.ptr(fl) = uint32(fd.Off)
+		l.fact(gen.fieldName(fl), hex(uint32(fd.Off)), srcDecoded, fd.How)
 	}
+
+	// 4. The table of verified builds.
 	if err := l.crossCheckTable(opt.Table); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return l, nil
+}
+
+// ---- 0. a binary without symbols ----
+
+// refuseStripped explains what a binary without symbols still shows, and
+// what is missing.
+func refuseStripped(b *exeFile, isWasmtime bool, engineVersion string, opt Options) error {
+	if !isWasmtime {
+		return fmt.Errorf("%s: %w (no symbol table, and no Wasmtime strings)", b.path, ErrNotWasmtime)
+	}
+	v := engineVersion
+	if v == "" {
+		v = opt.Version
+	}
+	found := ""
+	if t, err := x86.ScanTLSGet(b.text()); err == nil {
+		found = fmt.Sprintf(" Without symbols wasmtrace still found the thread-local slot (fs%+#x, %s),", t.Off, t.How)
+	}
+	return fmt.Errorf("%s contains Wasmtime %s but %w (it was stripped).%s but Wasmtime's struct offsets are decoded from functions it finds by name (Backtrace::new_with_trap_state, tls::raw::get): rebuild without -s/strip, or keep .symtab",
+		b.path, orUnknown(v), ErrStripped, found)
+}
+
+// ---- 2. the thread-local slot ----
+
+// tlsSymbols are the thread-locals that hold the innermost CallThreadState
+// pointer, by generation of Wasmtime's tls module, with how to read them.
+var tlsSymbols = []struct {
+	name string
+	mask uint64
+	gen  Generation
+}{
+	// 37, 39: a const #[thread_local] Cell<usize>, bit 0 = initialised.
+	{"wasmtime::runtime::vm::sys::unix::TLS::{{constant}}::{{closure}}::VAL", ^uint64(1), EntryFP},
+	// 3: thread_local! with lazy state; VAL's first word is the pointer
+	// (zero until set), the "initialised" state lives in a separate STATE.
+	{"wasmtime_runtime::traphandlers::tls::raw::PTR::__getit::VAL", ^uint64(0), Seed},
 }
 
 // establishTLS finds the thread-local slot from the TLS symbol and from
@@ -188,11 +258,11 @@ func (l *Layout) establishTLS(b *exeFile, library bool) (Generation, error) {
 		}
 	}
 	code, codeErr := tlsFromCode(b)
-	if code != nil && code.dynamic != library {
+	if code != nil && (code.Index != 0) != library {
 		if library {
-			return 0, fmt.Errorf("%w: the library's TLS accessor uses the thread pointer directly (%s), not __tls_get_addr", ErrUnknownBuild, code.how)
+			return 0, fmt.Errorf("%w: the library's TLS accessor uses the thread pointer directly (%s), not __tls_get_addr", ErrUnknownBuild, code.How)
 		}
-		return 0, fmt.Errorf("%w: the executable's TLS accessor calls __tls_get_addr (%s)", ErrUnknownBuild, code.how)
+		return 0, fmt.Errorf("%w: the executable's TLS accessor calls __tls_get_addr (%s)", ErrUnknownBuild, code.How)
 	}
 	where := func(off int64) string {
 		if library {
@@ -203,23 +273,23 @@ func (l *Layout) establishTLS(b *exeFile, library bool) (Generation, error) {
 	var off int64
 	switch {
 	case tlsSym != nil && code != nil:
-		if code.off != symOff {
-			return 0, fmt.Errorf("%w: the thread-local slot is at %s by %s, but %s by %s", ErrUnknownBuild, where(symOff), symHow, where(code.off), code.how)
+		if code.Off != symOff {
+			return 0, fmt.Errorf("%w: the thread-local slot is at %s by %s, but %s by %s", ErrUnknownBuild, where(symOff), symHow, where(code.Off), code.How)
 		}
-		if code.mask != l.TLSMask {
-			return 0, fmt.Errorf("%w: %s is tagged with mask %#x, but %s", ErrUnknownBuild, l.TLSSymbol, l.TLSMask, code.maskHow)
+		if code.Mask != l.TLSMask {
+			return 0, fmt.Errorf("%w: %s is tagged with mask %#x, but %s", ErrUnknownBuild, l.TLSSymbol, l.TLSMask, code.MaskHow)
 		}
 		off = symOff
-		l.fact("thread-local slot", where(symOff), srcSymbol, symHow).Check = "agrees with " + code.how
-		l.fact("thread-local tag mask", fmt.Sprintf("%#x", l.TLSMask), srcDecoded, code.maskHow)
+		l.fact("thread-local slot", where(symOff), srcSymbol, symHow).Check = "agrees with " + code.How
+		l.fact("thread-local tag mask", fmt.Sprintf("%#x", l.TLSMask), srcDecoded, code.MaskHow)
 	case tlsSym != nil:
 		off = symOff
 		l.fact("thread-local slot", where(symOff), srcSymbol, symHow).Check = "not cross-checked: " + codeErr.Error()
 		l.fact("thread-local tag mask", fmt.Sprintf("%#x", l.TLSMask), srcSymbol, "the kind of thread-local "+short(l.TLSSymbol)+" is")
 	case code != nil:
-		off, l.TLSMask = code.off, code.mask
-		l.fact("thread-local slot", where(code.off), srcDecoded, code.how).Check = "no TLS symbol to cross-check"
-		l.fact("thread-local tag mask", fmt.Sprintf("%#x", code.mask), srcDecoded, code.maskHow)
+		off, l.TLSMask = code.Off, code.Mask
+		l.fact("thread-local slot", where(code.Off), srcDecoded, code.How).Check = "no TLS symbol to cross-check"
+		l.fact("thread-local tag mask", fmt.Sprintf("%#x", code.Mask), srcDecoded, code.MaskHow)
 	default:
 		return 0, fmt.Errorf("%w: the thread-local holding the CallThreadState pointer was not found: no known TLS symbol (%s), and %v",
 			ErrUnknownBuild, short(tlsSymbols[0].name)+" or "+short(tlsSymbols[1].name), codeErr)
@@ -228,29 +298,11 @@ func (l *Layout) establishTLS(b *exeFile, library bool) (Generation, error) {
 		if code == nil {
 			return 0, fmt.Errorf("%w: the library's tls_index (which names its TLS module) was not found: %v", ErrUnknownBuild, codeErr)
 		}
-		l.TLSModuleOffset, l.tlsIndex = off, code.index
+		l.TLSModuleOffset, l.tlsIndex = off, code.Index
 	} else {
 		l.TLSOffset = off
 	}
 	return gen, nil
-}
-
-// refuseStripped explains what a binary without symbols still shows, and
-// what is missing.
-func refuseStripped(b *exeFile, isWasmtime bool, engineVersion string, opt Options) error {
-	if !isWasmtime {
-		return fmt.Errorf("%s: %w (no symbol table, and no Wasmtime strings)", b.path, ErrNotWasmtime)
-	}
-	v := engineVersion
-	if v == "" {
-		v = opt.Version
-	}
-	found := ""
-	if t, err := tlsFromPattern(b); err == nil {
-		found = fmt.Sprintf(" Without symbols wasmtrace still found the thread-local slot (fs%+#x, %s),", t.off, t.how)
-	}
-	return fmt.Errorf("%s contains Wasmtime %s but %w (it was stripped).%s but Wasmtime's struct offsets are decoded from functions it finds by name (Backtrace::new_with_trap_state, tls::raw::get): rebuild without -s/strip, or keep .symtab",
-		b.path, orUnknown(v), ErrStripped, found)
 }
 
 // staticTLSOffset computes where a thread-local of the main executable
@@ -275,6 +327,110 @@ func staticTLSOffset(f *elf.File, sym *elf.Symbol) (int64, string, error) {
 	}
 	return 0, "", errors.New("no PT_TLS segment")
 }
+
+// tlsFromCode decodes Wasmtime's TLS accessors, tls::raw::get (37, 39)
+// or tls::raw::PTR::__getit (3); where there are several they must agree.
+func tlsFromCode(b *exeFile) (*x86.TLS, error) {
+	var found *x86.TLS
+	for _, name := range []string{"traphandlers::tls::raw::get", "traphandlers::tls::raw::PTR::__getit"} {
+		for _, s := range b.funcs([]string{lastIdent(name)}, suffix(name)) {
+			c, err := b.codeOf(s)
+			if err != nil {
+				return nil, err
+			}
+			t, err := x86.TLSAccessor(c)
+			if err != nil {
+				return nil, err
+			}
+			if t.Index != 0 {
+				t.Off += b.tlsIndexes[t.Index] // the tls_index's own offset
+			}
+			if found != nil && (found.Off != t.Off || found.Mask != t.Mask || (found.Index != 0) != (t.Index != 0)) {
+				return nil, fmt.Errorf("TLS accessors disagree: %s (%s) and %s (%s)", tlsWhere(found), found.How, tlsWhere(t), t.How)
+			}
+			if found == nil {
+				found = t
+			}
+		}
+	}
+	if found == nil {
+		return nil, errors.New("function tls::raw::get (or tls::raw::PTR::__getit) not found")
+	}
+	return found, nil
+}
+
+func tlsWhere(t *x86.TLS) string {
+	if t.Index != 0 {
+		return fmt.Sprintf("TLS block%+#x", t.Off)
+	}
+	return fmt.Sprintf("fs%+#x", t.Off)
+}
+
+// ---- 3. the generation and the struct offsets ----
+
+// discoverOffsets decodes the struct offsets from the binary's backtrace
+// code (x86.Backtrace), deciding the generation by which pattern the code
+// follows. Where several functions follow a pattern they must agree.
+func discoverOffsets(b *exeFile) (*x86.Offsets, Generation, error) {
+	backtrace := b.funcs([]string{"new_with_trap_state", "trace_with_trap_state"}, func(n string) bool {
+		return suffix("backtrace::Backtrace::new_with_trap_state")(n) || suffix("backtrace::Backtrace::trace_with_trap_state")(n)
+	})
+	if len(backtrace) == 0 {
+		return nil, 0, errors.New("function Backtrace::new_with_trap_state (or trace_with_trap_state) not found among the symbols")
+	}
+	var results []*x86.Offsets
+	var whyNot []string
+	for _, s := range backtrace {
+		c, err := b.codeOf(s)
+		if err == nil {
+			var d *x86.Offsets
+			if d, err = x86.Backtrace(c, b.trampolines); err == nil {
+				results = append(results, d)
+				continue
+			}
+		}
+		whyNot = append(whyNot, err.Error())
+	}
+	if len(results) == 0 {
+		return nil, 0, errors.New(strings.Join(whyNot, "; "))
+	}
+	first := results[0]
+	gen := generationOf(first.Pattern)
+	for _, d := range results[1:] {
+		if d.Pattern != first.Pattern {
+			return nil, 0, fmt.Errorf("%s and %s disagree on the generation", first.How, d.How)
+		}
+		for fl := range x86.NumFields {
+			a, c := first.Fields[fl], d.Fields[fl]
+			if a != nil && c != nil && a.Off != c.Off {
+				return nil, 0, fmt.Errorf("%s: %#x (%s) but %#x (%s)", gen.fieldName(fl), a.Off, a.How, c.Off, c.How)
+			}
+			if a == nil && c != nil {
+				first.Fields[fl] = c
+			}
+		}
+	}
+	return first, gen, nil
+}
+
+// trampolines finds Wasmtime 3's assembly trampolines, whose stores name
+// the roles of VMRuntimeLimits' fields (x86.Trampolines).
+func (b *exeFile) trampolines() (toHost, toWasm x86.Code, err error) {
+	get := func(name string) (x86.Code, error) {
+		ss := b.funcs([]string{name}, exactly(name))
+		if len(ss) != 1 {
+			return x86.Code{}, fmt.Errorf("function %s not found", name)
+		}
+		return b.codeOf(ss[0])
+	}
+	if toHost, err = get("wasm_to_host_trampoline"); err != nil {
+		return
+	}
+	toWasm, err = get("host_to_wasm_trampoline")
+	return
+}
+
+// ---- 4. the table of verified builds ----
 
 // crossCheckTable compares the decoded layout with the table entry for its
 // version, if any, and records the outcome on each fact.
@@ -314,6 +470,8 @@ func (l *Layout) crossCheckTable(use bool) error {
 	return nil
 }
 
+// ---- facts ----
+
 func (l *Layout) factNamed(what string) *Fact {
 	for i := range l.Provenance {
 		if l.Provenance[i].What == what {
@@ -345,67 +503,3 @@ func (l *Layout) fact(what, value, source, how string) *Fact {
 }
 
 func hex(v uint32) string { return fmt.Sprintf("%#x", v) }
-
-// ForProcess establishes the layout of a running process's Wasmtime with
-// DefaultOptions.
-func ForProcess(pid int, version string) (*Layout, error) {
-	return EstablishProcess(pid, DefaultOptions(version))
-}
-
-// EstablishProcess establishes the layout of the Wasmtime in process pid:
-// from its executable, or from the shared library that holds Wasmtime,
-// then checked against its memory (live.go).
-func EstablishProcess(pid int, opt Options) (*Layout, error) {
-	if !proc.Exists(pid) {
-		return nil, fmt.Errorf("no process with pid %d", pid)
-	}
-	l, err := Establish(proc.ExePath(pid), opt)
-	if err != nil && errors.Is(err, ErrNotWasmtime) {
-		lib, m := wasmtimeLibrary(pid)
-		if lib == "" {
-			return nil, fmt.Errorf("pid %d: %w", pid, err)
-		}
-		if l, err = establishLibrary(pid, lib, m, opt); err != nil {
-			return nil, err
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	if opt.Live {
-		if err := l.checkLive(pid); err != nil {
-			return nil, fmt.Errorf("pid %d: %w", pid, err)
-		}
-	}
-	return l, nil
-}
-
-// wasmtimeLibrary returns the path of a mapped shared library that holds
-// Wasmtime, and its mapping at file offset 0; "" if there is none.
-func wasmtimeLibrary(pid int) (string, proc.Mapping) {
-	maps, err := proc.ReadMaps(pid)
-	if err != nil {
-		return "", proc.Mapping{}
-	}
-	seen := map[string]bool{}
-	for _, m := range maps {
-		if m.Path == "" || m.Path[0] != '/' || m.Offset != 0 || seen[m.Path] || !strings.Contains(m.Path, ".so") {
-			continue
-		}
-		seen[m.Path] = true
-		b, err := openBinary(procPath(pid, m.Path))
-		if err != nil {
-			continue
-		}
-		ok, _ := b.mentionsWasmtime()
-		ok = ok || b.hasWasmtimeSymbols()
-		b.Close()
-		if ok {
-			return m.Path, m
-		}
-	}
-	return "", proc.Mapping{}
-}
-
-// procPath reaches a path of the process's mount namespace.
-func procPath(pid int, path string) string { return fmt.Sprintf("/proc/%d/root%s", pid, path) }
