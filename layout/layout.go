@@ -177,6 +177,16 @@ type Layout struct {
 	SavedExitPC uint32
 	SavedExitFP uint32 // EntryFP: exit trampoline FP
 	SavedEntry  uint32 // EntryFP: entry FP; Seed: entry SP
+	// SavedLimitTag and SavedLimitValue (EntryFP, when LimitKnown): the
+	// EntryStoreContext's stack_limit, an Option<usize> holding the
+	// VMStoreContext.stack_limit in force before its activation. Async
+	// stores set a fresh limit at every entry and a fiber starts with
+	// usize::MAX, so Some(usize::MAX) (tag word 1) marks the oldest
+	// activation of its store on its stack: the next older one is on
+	// another stack.
+	SavedLimitTag   uint32
+	SavedLimitValue uint32
+	LimitKnown      bool
 
 	// VMStoreContext / VMRuntimeLimits fields (repr(C)).
 	StoreExitPC uint32
