@@ -72,9 +72,13 @@
  *     next older activation. An exit PC of 0 ends the stack. Each older
  *     bound must lie above the newer one on the same stack. Activations on
  *     fibers come before those on the thread's own stack: the walk may
- *     leave the fibers for the thread's stack once (the order check starts
- *     over there), never come back; the innermost activation lies on a
- *     fiber whenever the sampled SP does not lie on the thread's stack.
+ *     leave the fibers for the thread's stack once, never come back; the
+ *     innermost activation lies on a fiber whenever the sampled SP does not
+ *     lie on the thread's stack. A CTS whose saved stack limit is
+ *     Some(usize::MAX) belongs to the oldest activation of its store on its
+ *     stack (async stores set a fresh limit at every entry, and a fiber
+ *     starts with none): the next older activation is on another stack.
+ *     The order check starts over on each new stack.
  * Every failed check ends the walk with its wt_stop code; the frames found so
  * far are still sent, flagged by that code, and userspace decides.
  *
@@ -217,6 +221,8 @@ struct walk {
 	__u32 in_region;
 	__u8 sp_own;          /* the sampled SP is on the thread's own stack */
 	__u8 on_fiber;        /* the current region is on a fiber */
+	__u8 new_stack;       /* the region about to start is on another stack than the
+	                         current one (its CTS's saved stack limit says so) */
 	__u8 stop;
 	__u8 done;
 };
@@ -403,17 +409,22 @@ __attribute__((noinline)) long begin_region(struct walk *w, struct wt_record *r,
 	/* Which stack the region is on: fibers first, then the thread's own
 	 * stack, where the order of bounds starts over. */
 	__u8 fiber = !(w->own_lo <= bound && bound < w->own_hi);
-	if (fiber && (s->nact ? !w->on_fiber : w->sp_own))
+	__u32 n = s->nact;
+	if (fiber && (n ? !w->on_fiber : w->sp_own))
 		return finish(w, WT_STOP_FIBER_SWITCH);
-	if (s->nact && w->on_fiber && !fiber)
+	if (n && (w->new_stack || w->on_fiber != fiber)) {
+		s->stack_ends |= 1u << ((n - 1) & (WT_MAX_ACTIVATIONS - 1));
 		w->prev_bound = 0;
+	}
+	w->new_stack = 0;
 	if (bound <= w->prev_bound)
 		return finish(w, WT_STOP_ACT_ORDER);
-	if (s->nact >= WT_MAX_ACTIVATIONS)
+	if (n >= WT_MAX_ACTIVATIONS)
 		return finish(w, WT_STOP_TOO_DEEP);
-	s->act_start[s->nact & (WT_MAX_ACTIVATIONS - 1)] = s->nframes;
-	s->nact++;
-	s->fiber_acts += fiber;
+	s->act_start[n & (WT_MAX_ACTIVATIONS - 1)] = s->nframes;
+	s->nact = n + 1;
+	if (fiber)
+		s->fiber_acts |= 1u << (n & (WT_MAX_ACTIVATIONS - 1));
 	w->on_fiber = fiber;
 	/* The region's frames: up to the words of the last frame below the
 	 * bound. */
@@ -471,6 +482,14 @@ static __always_inline long next_region(struct walk *w, struct wt_record *r, str
 	    read_word(r, c, &fp, base + w->l.old_exit_fp) || read_word(r, c, &entry, base + w->l.old_entry) ||
 	    (pc != 0 && exit_fp(w, r, c, fp, &fp)))
 		return finish(w, WT_STOP_READ);
+	if (pc != 0 && w->l.old_limit_known) {
+		__u64 tag, limit;
+
+		if (read_word(r, c, &tag, base + w->l.old_limit_tag) ||
+		    read_word(r, c, &limit, base + w->l.old_limit_value))
+			return finish(w, WT_STOP_READ);
+		w->new_stack = tag == 1 && limit == (__u64)-1;
+	}
 	return start_region(w, r, c, pc, fp, entry);
 }
 

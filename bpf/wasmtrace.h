@@ -22,8 +22,8 @@
 /* Steps of the walk's loop: one frame, one region end or one CTS each. */
 #define WT_MAX_STEPS (WT_MAX_FRAMES + WT_MAX_CTS + WT_MAX_ACTIVATIONS)
 /* User-memory reads one verified sample logs. A walk of the newer
- * generation reads at most 13 + 2 * WT_MAX_STEPS + 5 * WT_MAX_ACTIVATIONS
- * = 877 times; only a seed walk through many empty regions could read
+ * generation reads at most 13 + 2 * WT_MAX_STEPS + 7 * WT_MAX_ACTIVATIONS
+ * = 941 times; only a seed walk through many empty regions could read
  * more, and its log is then marked WT_LOG_OVERFLOW. (The per-CPU scratch
  * value, a sample and this log, must stay under the kernel's 32 KiB.) */
 #define WT_MAX_READS 1024
@@ -125,6 +125,11 @@ struct wt_layout {
 	__u32 old_exit_pc;       /* saved exit PC, relative to the saved-values base */
 	__u32 old_exit_fp;       /* saved exit FP (or exit trampoline FP) */
 	__u32 old_entry;         /* saved entry FP (or entry SP) */
+	__u32 old_limit_known;   /* 1: the saved values hold the stack limit before the
+	                            activation, an Option<usize>: */
+	__u32 old_limit_tag;     /* its tag word (1: Some) */
+	__u32 old_limit_value;   /* its value; Some(usize::MAX): the activation was the
+	                            oldest of its store on its stack */
 	__u32 store_exit_pc;     /* store -> last Wasm exit PC */
 	__u32 store_exit_fp;     /* store -> last Wasm exit FP (or exit trampoline FP) */
 	__u32 store_entry;       /* store -> last Wasm entry FP (or entry SP) */
@@ -189,9 +194,11 @@ struct wt_sample {
 	__u8 flags;       /* enum wt_sample_flag */
 	__u16 nframes;
 	__u16 event;      /* enum wt_event: what made this walk */
-	__u8 fiber_acts;  /* the innermost fiber_acts activations are on fiber stacks,
-	                     the others on the thread's own stack */
-	__u8 _pad2[3];
+	__u32 fiber_acts; /* bit i: activation i runs on a fiber stack, not on the
+	                     thread's own stack */
+	__u32 stack_ends; /* bit i: activation i is the oldest of its store on its
+	                     stack; the next older one is on another stack */
+	__u32 _pad2;
 	__u64 user_pc;    /* the thread's user registers when sampled */
 	__u64 user_fp;
 	__u64 user_sp;

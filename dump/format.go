@@ -40,10 +40,10 @@ func Frames(r walker.Result, name Namer) []Frame {
 	act := 0
 	for i, pc := range r.PCs {
 		for act+1 < len(r.ActStart) && r.ActStart[act+1] <= i {
-			act++
-			if act == r.FiberActs {
+			if r.FiberRoot(act) {
 				fiber()
 			}
+			act++
 			host()
 		}
 		lookup := pc
@@ -60,7 +60,7 @@ func Frames(r walker.Result, name Namer) []Frame {
 			out = append(out, Frame{PC: pc, Name: n})
 		}
 	}
-	if r.FiberActs > 0 && r.FiberActs == len(r.ActStart) {
+	if r.FiberRoot(act) {
 		fiber()
 	}
 	return out

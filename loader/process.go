@@ -73,6 +73,10 @@ func (c ProcessConfig) encode() (*wasmtraceWtProcess, error) {
 	k.OldExitPc, k.OldExitFp, k.OldEntry = l.SavedExitPC, l.SavedExitFP, l.SavedEntry
 	k.StoreExitPc, k.StoreExitFp, k.StoreEntry = l.StoreExitPC, l.StoreExitFP, l.StoreEntry
 	saved := []uint32{l.SavedExitPC, l.SavedExitFP, l.SavedEntry}
+	if l.LimitKnown && l.SavedIndirect() {
+		k.OldLimitKnown, k.OldLimitTag, k.OldLimitValue = 1, l.SavedLimitTag, l.SavedLimitValue
+		saved = append(saved, l.SavedLimitTag, l.SavedLimitValue)
+	}
 	if l.SavedIndirect() {
 		k.CtsSpan = span(l.CTSStore, l.CTSPrev, l.CTSOld)
 		k.SavedSpan = span(saved...)
@@ -148,11 +152,12 @@ type Sample struct {
 	// ActStart[i] is the index in PCs of activation i's innermost frame;
 	// activation 0 is the innermost.
 	ActStart []uint16
-	// FiberActs: the innermost FiberActs activations ran on fiber
-	// stacks, the others on the thread's own stack. OnFiber: the sampled
-	// SP was not on the thread's own stack.
-	FiberActs int
-	OnFiber   bool
+	// Fibers has bit i set when activation i ran on a fiber stack;
+	// StackEnds when activation i was the oldest of its store on its
+	// stack (see walker.Result). OnFiber: the sampled SP was not on the
+	// thread's own stack.
+	Fibers, StackEnds uint32
+	OnFiber           bool
 	// Event is what made the walk (EventSample for record), Args its
 	// arguments (see Event).
 	Event Event
@@ -234,11 +239,10 @@ func decodeSample(raw []byte) (Sample, error) {
 		PCs:      append([]uint64(nil), k.Pcs[:nf]...),
 		ActStart: append([]uint16(nil), k.ActStart[:na]...),
 		OnFiber:  k.Flags&uint8(wasmtraceWtSampleFlagWT_SAMPLE_ON_FIBER) != 0,
+		// Bits of activations it does not have are not trusted.
+		Fibers:    k.FiberActs & (1<<na - 1),
+		StackEnds: k.StackEnds & (1<<na - 1),
 	}
-	if int(k.FiberActs) > na {
-		return Sample{}, fmt.Errorf("sample claims %d of its %d activations on fibers", k.FiberActs, na)
-	}
-	s.FiberActs = int(k.FiberActs)
 	var comm []byte
 	for _, c := range k.Comm {
 		if c == 0 {

@@ -63,11 +63,15 @@ type wasmtraceWtLayout struct {
 	OldExitPc      uint32
 	OldExitFp      uint32
 	OldEntry       uint32
+	OldLimitKnown  uint32
+	OldLimitTag    uint32
+	OldLimitValue  uint32
 	StoreExitPc    uint32
 	StoreExitFp    uint32
 	StoreEntry     uint32
 	RaOffset       uint32
 	FpOffset       uint32
+	_              [4]byte
 	FpAlign        uint64
 	SeedGap        uint64
 	SeedSpAlign    uint64
@@ -158,8 +162,9 @@ type wasmtraceWtSample struct {
 	Flags     uint8
 	Nframes   uint16
 	Event     uint16
-	FiberActs uint8
-	Pad2      [3]uint8
+	FiberActs uint32
+	StackEnds uint32
+	Pad2      uint32
 	UserPc    uint64
 	UserFp    uint64
 	UserSp    uint64

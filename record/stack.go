@@ -60,15 +60,15 @@ func (b *stackBuilder) frames(s loader.Sample) []profile.Frame {
 	if s.Where == loader.InHost {
 		push(profile.HostFrame())
 	}
-	// Past the last activation on a fiber, the stack goes on on the
-	// thread's own one: [fiber] marks the switch, root side of the
-	// fiber's frames (and at the root when every activation is a fiber's).
+	// [fiber] marks where the stack moved onto a fiber: root side of the
+	// oldest activation on each fiber stack.
+	res := walker.Result{ActStart: make([]int, len(s.ActStart)), Fibers: s.Fibers, StackEnds: s.StackEnds}
 	act := 0
 	nextAct := func() {
-		act++
-		if act == s.FiberActs {
+		if res.FiberRoot(act) {
 			push(profile.FiberFrame())
 		}
+		act++
 		push(profile.HostFrame())
 	}
 	for i, pc := range s.PCs {
@@ -86,7 +86,7 @@ func (b *stackBuilder) frames(s loader.Sample) []profile.Frame {
 	for act+1 < len(s.ActStart) {
 		nextAct()
 	}
-	if s.FiberActs > 0 && s.FiberActs == len(s.ActStart) {
+	if res.FiberRoot(act) {
 		push(profile.FiberFrame())
 	}
 	return out

@@ -118,7 +118,8 @@ func Compare(s loader.Sample, l *layout.Layout, a arch.Arch, st proc.Stacks) *Di
 
 // KernelResult is the kernel's walk in the Go walker's terms.
 func KernelResult(s loader.Sample) walker.Result {
-	r := walker.Result{Where: walker.Where(s.Where), Stop: walker.Stop(s.Stop), FiberActs: s.FiberActs, OnFiber: s.OnFiber}
+	r := walker.Result{Where: walker.Where(s.Where), Stop: walker.Stop(s.Stop),
+		Fibers: s.Fibers, StackEnds: s.StackEnds, OnFiber: s.OnFiber}
 	if len(s.PCs) > 0 {
 		r.PCs = slices.Clone(s.PCs)
 	}
@@ -148,8 +149,9 @@ func resultDiffs(k, g walker.Result) []string {
 	if !slices.Equal(k.ActStart, g.ActStart) {
 		out = append(out, fmt.Sprintf("activation starts: kernel %v, Go %v", k.ActStart, g.ActStart))
 	}
-	if k.FiberActs != g.FiberActs || k.OnFiber != g.OnFiber {
-		out = append(out, fmt.Sprintf("fibers: kernel %d activations (on a fiber: %v), Go %d (%v)", k.FiberActs, k.OnFiber, g.FiberActs, g.OnFiber))
+	if k.Fibers != g.Fibers || k.StackEnds != g.StackEnds || k.OnFiber != g.OnFiber {
+		out = append(out, fmt.Sprintf("fibers: kernel activations %b, stack ends %b, on a fiber: %v; Go %b, %b, %v",
+			k.Fibers, k.StackEnds, k.OnFiber, g.Fibers, g.StackEnds, g.OnFiber))
 	}
 	return out
 }

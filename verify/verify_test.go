@@ -128,7 +128,7 @@ func TestDifferences(t *testing.T) {
 		{"another stop", func(s *loader.Sample) { s.Stop = uint8(walker.StopFPOrder) }, []string{`stop: kernel "frame pointer not increasing", Go "ok"`}},
 		{"another where", func(s *loader.Sample) { s.Where = loader.InHost }, []string{"where: kernel host, Go wasm"}},
 		{"activations", func(s *loader.Sample) { s.ActStart = append(s.ActStart, 1) }, []string{"activation starts: kernel [0 1], Go [0]"}},
-		{"fibers", func(s *loader.Sample) { s.FiberActs, s.OnFiber = 1, true }, []string{"fibers: kernel 1 activations (on a fiber: true), Go 0 (false)"}},
+		{"fibers", func(s *loader.Sample) { s.Fibers, s.OnFiber = 1, true }, []string{"fibers: kernel activations 1, stack ends 0, on a fiber: true; Go 0, 0, false"}},
 		{"an extra kernel read", func(s *loader.Sample) {
 			s.Log.Reads = append(s.Log.Reads, loader.Read{Addr: 0x1234, Size: 8})
 		}, []string{"the kernel read 8 bytes at 0x1234, the Go walker had stopped"}},

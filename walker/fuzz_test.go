@@ -83,8 +83,8 @@ func checkWalk(t *testing.T, mem proc.Memory, l *layout.Layout, cfg config, th T
 			t.Fatalf("activation starts %v with %d frames", res.ActStart, len(res.PCs))
 		}
 	}
-	if res.FiberActs > len(res.ActStart) {
-		t.Fatalf("%d fiber activations of %d", res.FiberActs, len(res.ActStart))
+	if all := uint64(1)<<len(res.ActStart) - 1; uint64(res.Fibers)&^all != 0 || uint64(res.StackEnds)&^all != 0 {
+		t.Fatalf("fibers %b, stack ends %b for %d activations", res.Fibers, res.StackEnds, len(res.ActStart))
 	}
 	if res.Where == NoWasm && len(res.PCs) > 0 {
 		t.Fatalf("frames without Wasm: %v", res)
@@ -114,7 +114,7 @@ func checkWalk(t *testing.T, mem proc.Memory, l *layout.Layout, cfg config, th T
 
 func equalResults(a, b Result) bool {
 	return a.Where == b.Where && a.Stop == b.Stop && slices.Equal(a.PCs, b.PCs) && slices.Equal(a.ActStart, b.ActStart) &&
-		a.FiberActs == b.FiberActs && a.OnFiber == b.OnFiber
+		a.Fibers == b.Fibers && a.StackEnds == b.StackEnds && a.OnFiber == b.OnFiber
 }
 
 // FuzzWalk walks memory that is entirely fuzz data (in a window, or
@@ -174,6 +174,7 @@ func FuzzWalkScene(f *testing.F) {
 		{acts: manyActs(6), others: map[int]int{2: 1}},
 		{acts: [][]uint64{actA, actB, actC}, fibers: 2, others: map[int]int{1: 1}},
 		{acts: [][]uint64{actA, actB}, fibers: 2, nested: true, host: true},
+		{acts: [][]uint64{actA, actB, actC}, fibers: 3, nested: true, above: true},
 	}
 	f.Fuzz(func(t *testing.T, sel uint8, muts []byte) {
 		cfg := configs[sel%4]

@@ -14,6 +14,7 @@ var (
 		TLSOffset: -0x68, TLSMask: ^uint64(1),
 		CTSStore: 0x10, CTSPrev: 0xa8, CTSOld: 0xb0,
 		SavedExitPC: 0x20, SavedExitFP: 0x28, SavedEntry: 0x30,
+		SavedLimitTag: 0, SavedLimitValue: 8, LimitKnown: true,
 		StoreExitFP: 0x28, StoreExitPC: 0x30, StoreEntry: 0x40,
 	}
 	layoutSeed = &layout.Layout{
@@ -91,6 +92,9 @@ type scene struct {
 	// fiber stack, each one on a fiber of its own when nested is set.
 	fibers int
 	nested bool
+	// above: each nested fiber lies above the one that resumed it, as
+	// the pooling allocator's slots can.
+	above bool
 }
 
 // built is a scene laid out in memory, with the addresses a test mutates.
@@ -140,6 +144,10 @@ func (b *built) writeSaved(base, pc, fp, entry uint64) {
 	b.set(base+uint64(l.SavedExitPC), pc)
 	b.set(base+uint64(l.SavedExitFP), fp)
 	b.set(base+uint64(l.SavedEntry), entry)
+	if l.LimitKnown { // a stack limit, as in a recursive entry: not a new stack
+		b.set(base+uint64(l.SavedLimitTag), 1)
+		b.set(base+uint64(l.SavedLimitValue), stackTop-0x200000)
+	}
 }
 
 // writeCTS writes a CallThreadState at addr and returns where its saved
@@ -178,7 +186,11 @@ func build(cfg config, sc scene) *built {
 	sp := uint64(stackTop - 0x100)
 	for k := n - 1; k >= 0; k-- {
 		if k < sc.fibers && (k == sc.fibers-1 || sc.nested) {
-			sp = fiberTop - 0x100 - uint64(sc.fibers-1-k)*0x100000
+			slot := uint64(sc.fibers - 1 - k)
+			if sc.above {
+				slot = uint64(k)
+			}
+			sp = fiberTop - 0x100 - slot*0x100000
 		}
 		b.entryFP[k] = sp
 		b.record(sp, sp+0x100, 0x400000+uint64(k)) // the entry trampoline's own record
@@ -243,6 +255,14 @@ func build(cfg config, sc scene) *built {
 			b.writeSaved(b.saved[k], sc.acts[k+1][0], b.exitFP(k+1), b.entry(k+1))
 		} else {
 			b.writeSaved(b.saved[k], 0, 0, 0) // no older activation
+		}
+		// The stack limit before the activation: none (usize::MAX) for
+		// the first one on a stack.
+		if l := cfg.l; l.LimitKnown {
+			if k == n-1 || k == sc.fibers-1 || (k < sc.fibers && sc.nested) {
+				b.set(b.saved[k]+uint64(l.SavedLimitTag), 1)
+				b.set(b.saved[k]+uint64(l.SavedLimitValue), ^uint64(0))
+			}
 		}
 	}
 

@@ -56,9 +56,13 @@
 //     activation. Exit PC 0 ends the stack. Each older bound lies above the
 //     newer one on the same stack. Activations on fibers come before those
 //     on the thread's own stack: the walk may leave the fibers for the
-//     thread's stack once (the order check starts over there), never come
-//     back; the innermost activation lies on a fiber whenever the sampled
-//     SP does not lie on the thread's stack.
+//     thread's stack once, never come back; the innermost activation lies
+//     on a fiber whenever the sampled SP does not lie on the thread's
+//     stack. A CTS whose saved stack limit is Some(usize::MAX) belongs to
+//     the oldest activation of its store on its stack (async stores set a
+//     fresh limit at every entry, and a fiber starts with none): the next
+//     older activation is on another stack. The order check starts over on
+//     each new stack.
 package walker
 
 import (
@@ -79,10 +83,10 @@ const (
 	// bytes: at most 13 before the loop (the TLS slot, the thread's stack
 	// block and its size, four store and CTS words, the saved base, the
 	// top of the stack, the prologue check's two code reads and the return
-	// address after a push) and at most 7 per
+	// address after a push) and at most 9 per
 	// step (a CallThreadState of the sampled store in the newer
 	// generation).
-	MaxReads = 13 + 7*MaxSteps
+	MaxReads = 13 + 9*MaxSteps
 )
 
 // Where a thread was when its stack was taken.
@@ -152,11 +156,22 @@ type Result struct {
 	PCs []uint64
 	// ActStart[i] is the index in PCs of activation i's innermost frame.
 	ActStart []int
-	// FiberActs: the innermost FiberActs activations are on fiber
-	// stacks, the others on the thread's own stack. OnFiber: the sampled
-	// SP is not on the thread's own stack.
-	FiberActs int
+	// Fibers has bit i set when activation i runs on a fiber stack, not
+	// on the thread's own stack; StackEnds when activation i is the
+	// oldest of its store on its stack (the next older one is on another
+	// stack). OnFiber: the sampled SP is not on the thread's own stack.
+	Fibers    uint32
+	StackEnds uint32
 	OnFiber   bool
+}
+
+// OnFiberAct reports whether activation i ran on a fiber stack.
+func (r Result) OnFiberAct(i int) bool { return i < 32 && r.Fibers&(1<<i) != 0 }
+
+// FiberRoot reports whether activation i is the oldest on a fiber stack:
+// root side of it, the stack moved onto that fiber.
+func (r Result) FiberRoot(i int) bool {
+	return r.OnFiberAct(i) && (i == len(r.ActStart)-1 || r.StackEnds&(1<<i) != 0)
 }
 
 type walk struct {
@@ -176,6 +191,7 @@ type walk struct {
 	ownLo, ownHi uint64
 	spOwn        bool
 	onFiber      bool
+	newStack     bool // the region about to start is on another stack
 	inRegion     bool
 	stop         Stop
 	done         bool
@@ -354,14 +370,16 @@ func (w *walk) startRegion(pc, fp, entry uint64) bool {
 	}
 	// Which stack the region is on: fibers first, then the thread's own
 	// stack, where the order of bounds starts over.
-	acts := len(w.res.ActStart)
+	n := len(w.res.ActStart)
 	fiber := !w.onOwnStack(bound)
-	if fiber && ((acts > 0 && !w.onFiber) || (acts == 0 && w.spOwn)) {
+	if fiber && ((n > 0 && !w.onFiber) || (n == 0 && w.spOwn)) {
 		return w.finish(StopFiberSwitch)
 	}
-	if acts > 0 && w.onFiber && !fiber {
+	if n > 0 && (w.newStack || w.onFiber != fiber) {
+		w.res.StackEnds |= 1 << (n - 1)
 		w.prevBound = 0
 	}
+	w.newStack = false
 	if bound <= w.prevBound {
 		return w.finish(StopActOrder)
 	}
@@ -370,7 +388,7 @@ func (w *walk) startRegion(pc, fp, entry uint64) bool {
 	}
 	w.res.ActStart = append(w.res.ActStart, len(w.res.PCs))
 	if fiber {
-		w.res.FiberActs++
+		w.res.Fibers |= 1 << n
 	}
 	w.onFiber = fiber
 	w.pc, w.fp, w.bound, w.prevBound, w.inRegion = pc, fp, bound, bound, true
@@ -398,6 +416,13 @@ func (w *walk) nextRegion() bool {
 		w.read(&entry, base+uint64(w.l.SavedEntry)) &&
 		(pc == 0 || w.exitFP(&fp))) {
 		return w.finish(StopRead)
+	}
+	if pc != 0 && w.l.LimitKnown {
+		var tag, limit uint64
+		if !(w.read(&tag, base+uint64(w.l.SavedLimitTag)) && w.read(&limit, base+uint64(w.l.SavedLimitValue))) {
+			return w.finish(StopRead)
+		}
+		w.newStack = tag == 1 && limit == ^uint64(0)
 	}
 	return w.startRegion(pc, fp, entry)
 }

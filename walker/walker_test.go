@@ -35,9 +35,10 @@ type walkCase struct {
 	want   want
 	// wantFor overrides want per configuration.
 	wantFor func(config) want
-	// fiberActs and onFiber are the result's (0 and false: no fibers).
-	fiberActs int
-	onFiber   bool
+	// fibers, stackEnds and onFiber are the result's (0, 0 and false: no
+	// fibers).
+	fibers, stackEnds uint32
+	onFiber           bool
 }
 
 func seedOnly(c config) bool    { return c.seed() }
@@ -520,35 +521,59 @@ var walkCases = []walkCase{
 
 	// Fibers (async Wasmtime).
 	{
-		name:      "on a fiber, in Wasm",
-		scene:     scene{acts: [][]uint64{actA}, fibers: 1},
-		want:      want{InWasm, StopOK, actA, []int{0}},
-		fiberActs: 1, onFiber: true,
+		name:   "on a fiber, in Wasm",
+		scene:  scene{acts: [][]uint64{actA}, fibers: 1},
+		want:   want{InWasm, StopOK, actA, []int{0}},
+		fibers: 1, onFiber: true,
 	},
 	{
-		name:      "on a fiber, in host code",
-		scene:     scene{acts: [][]uint64{actA}, fibers: 1, host: true},
-		want:      want{InHost, StopOK, actA, []int{0}},
-		fiberActs: 1, onFiber: true,
+		name:   "on a fiber, in host code",
+		scene:  scene{acts: [][]uint64{actA}, fibers: 1, host: true},
+		want:   want{InHost, StopOK, actA, []int{0}},
+		fibers: 1, onFiber: true,
 	},
 	{
-		name:      "on a fiber resumed by host code that Wasm on the thread's own stack called",
-		scene:     scene{acts: [][]uint64{actA, actB, actC}, fibers: 2, others: map[int]int{1: 1}},
-		want:      want{InWasm, StopOK, cat(actA, actB, actC), []int{0, 3, 5}},
-		fiberActs: 2, onFiber: true,
+		name:   "on a fiber resumed by host code that Wasm on the thread's own stack called",
+		scene:  scene{acts: [][]uint64{actA, actB, actC}, fibers: 2, others: map[int]int{1: 1}},
+		want:   want{InWasm, StopOK, cat(actA, actB, actC), []int{0, 3, 5}},
+		fibers: 0b11, stackEnds: 0b10, onFiber: true,
 	},
 	{
-		name:      "a fiber resumed from another fiber",
-		scene:     scene{acts: [][]uint64{actA, actB}, fibers: 2, nested: true, host: true},
-		want:      want{InHost, StopOK, cat(actA, actB), []int{0, 3}},
-		fiberActs: 2, onFiber: true,
+		name:   "a fiber resumed from another fiber, below it",
+		only:   entryFPOnly,
+		scene:  scene{acts: [][]uint64{actA, actB}, fibers: 2, nested: true, host: true},
+		want:   want{InHost, StopOK, cat(actA, actB), []int{0, 3}},
+		fibers: 0b11, stackEnds: 0b01, onFiber: true,
 	},
 	{
-		name:  "on a fiber with no activation yet: the thread's own ones",
-		scene: scene{acts: [][]uint64{actA}, host: true},
+		name:   "a fiber resumed from another fiber, above it",
+		only:   entryFPOnly,
+		scene:  scene{acts: [][]uint64{actA, actB, actC}, fibers: 3, nested: true, above: true},
+		want:   want{InWasm, StopOK, cat(actA, actB, actC), []int{0, 3, 5}},
+		fibers: 0b111, stackEnds: 0b011, onFiber: true,
+	},
+	{
+		name:  "a fiber above another, when the saved stack limit is not known",
+		scene: scene{acts: [][]uint64{actA, actB}, fibers: 2, nested: true, above: true},
 		mutate: func(b *built) {
-			b.thread.SP, b.thread.FP = fiberTop-0x1000, fiberTop-0xf00
+			l := *b.cfg.l
+			l.LimitKnown = false
+			b.cfg.l = &l
 		},
+		want:   want{InWasm, StopActOrder, actA, []int{0}},
+		fibers: 0b1, onFiber: true,
+	},
+	{
+		name:   "a saved stack limit unreadable",
+		only:   entryFPOnly,
+		scene:  scene{acts: [][]uint64{actA, actB}},
+		mutate: func(b *built) { b.mem.Forget(b.saved[0]+uint64(b.cfg.l.SavedLimitValue), 8) },
+		want:   want{InWasm, StopRead, actA, []int{0}},
+	},
+	{
+		name:    "on a fiber with no activation yet: the thread's own ones",
+		scene:   scene{acts: [][]uint64{actA}, host: true},
+		mutate:  func(b *built) { b.thread.SP, b.thread.FP = fiberTop-0x1000, fiberTop-0xf00 },
 		want:    want{InHost, StopOK, actA, []int{0}},
 		onFiber: true,
 	},
@@ -650,10 +675,11 @@ func TestWalk(t *testing.T) {
 						w = tc.wantFor(cfg)
 					}
 					mem := &countingMemory{mem: b.mem}
-					got := Walk(mem, cfg.l, cfg.a, b.thread, inWasm)
+					got := Walk(mem, b.cfg.l, cfg.a, b.thread, inWasm)
 					checkResult(t, got, w)
-					if got.FiberActs != tc.fiberActs || got.OnFiber != tc.onFiber {
-						t.Errorf("fiber activations %d, on a fiber %v; want %d, %v", got.FiberActs, got.OnFiber, tc.fiberActs, tc.onFiber)
+					if got.Fibers != tc.fibers || got.StackEnds != tc.stackEnds || got.OnFiber != tc.onFiber {
+						t.Errorf("fibers %b, stack ends %b, on a fiber %v; want %b, %b, %v",
+							got.Fibers, got.StackEnds, got.OnFiber, tc.fibers, tc.stackEnds, tc.onFiber)
 					}
 					if mem.reads > MaxReads || mem.bytes > 8*mem.reads {
 						t.Errorf("%d reads of %d bytes, MaxReads is %d", mem.reads, mem.bytes, MaxReads)

@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/wasmtrace/wasmtrace/internal/testtarget"
+)
+
+// Async Wasmtime (testdata/async): Wasm on fibers, v37 and v39, with
+// Wasmtime's default allocator and with the pooling allocator.
+var asyncVersions = []string{"v39", "v37"}
+
+var allocators = []struct {
+	name string
+	args []string
+}{
+	{"ondemand", nil},
+	{"pooling", []string{"-pooling"}},
+}
+
+// The stacks each async scenario may show, root first (testdata/async's
+// README): every one is exact for some moment of the scenario. The first
+// of each list is where the scenario burns its CPU.
+var asyncScenarios = []struct {
+	name  string
+	args  []string
+	exact []string
+}{
+	{"interleave", []string{"-stores", "2"}, []string{
+		"[fiber];s0_run;s0_mid;s0_leaf",
+		"[fiber];s1_run;s1_mid;s1_leaf",
+		"[fiber];s0_run;s0_mid;[host]",
+		"[fiber];s1_run;s1_mid;[host]",
+	}},
+	{"nested", nil, []string{
+		"[fiber];n_outer;n_mid;[host];[fiber];n_inner;n_leaf",
+		"[fiber];h_outer;h_mid;[host]",
+		"[fiber];n_outer;n_mid;[host]",
+	}},
+}
+
+// checkAsync asserts that at least 99% of the samples with Wasm on the
+// stack (and of those whose walk failed) have one of the exact stacks, that
+// no other Wasm stack appears, that the main stacks were seen, and returns
+// the failures by reason.
+func checkAsync(t *testing.T, got map[string]int, exact []string, main int, minSamples int) map[string]int {
+	t.Helper()
+	ok := map[string]bool{}
+	for _, s := range exact {
+		ok[s] = true
+	}
+	good, wasm := 0, 0
+	failed := map[string]int{}
+	for stack, n := range got {
+		switch {
+		case stack == "[no Wasm]":
+			continue
+		case ok[stack]:
+			good += n
+		case strings.HasPrefix(stack, "[unwind failed"):
+			failed[stack] += n
+		default:
+			t.Errorf("a stack that the scenario never has (%d samples): %s", n, stack)
+		}
+		wasm += n
+	}
+	if wasm < minSamples {
+		t.Fatalf("only %d samples with Wasm on the stack, want at least %d; got %v", wasm, minSamples, got)
+	}
+	if float64(good) < 0.99*float64(wasm) {
+		t.Errorf("%d of %d Wasm samples exact (want >= 99%%); got %v", good, wasm, got)
+	}
+	for _, s := range exact[:main] {
+		if got[s] < minSamples/10 {
+			t.Errorf("main stack %q: %d samples; got %v", s, got[s], got)
+		}
+	}
+	t.Logf("%d/%d samples exact; failures %v", good, wasm, failed)
+	return failed
+}
+
+func TestAsyncStacks(t *testing.T) {
+	requireRoot(t)
+	for _, v := range asyncVersions {
+		bin := testtarget.AsyncBin(t, v)
+		for _, alloc := range allocators {
+			for _, sc := range asyncScenarios {
+				t.Run(fmt.Sprintf("%s/%s/%s", v, alloc.name, sc.name), func(t *testing.T) {
+					args := append([]string{"-scenario", sc.name}, alloc.args...)
+					cmd := startTarget(t, bin, append(args, sc.args...)...)
+					r := runWasmtrace(t, "-p", fmt.Sprint(cmd.Process.Pid), "-d", "2s", "-F", "499", "--format", "folded", "-o", "-")
+					if r.code != 0 {
+						t.Fatalf("wasmtrace exited %d: %s", r.code, r.stderr)
+					}
+					checkAsync(t, folded(t, r.stdout), sc.exact, 2, 200)
+				})
+			}
+		}
+	}
+}
+
+// Several threads, each polling its own stores: each thread's stacks are
+// its own fibers' (a suspended fiber is on no thread), and --verify finds
+// the kernel and Go walkers identical.
+func TestAsyncThreadsVerify(t *testing.T) {
+	requireRoot(t)
+	for _, v := range asyncVersions {
+		t.Run(v, func(t *testing.T) {
+			cmd := startTarget(t, testtarget.AsyncBin(t, v), "-scenario", "threads", "-threads", "2", "-stores", "2", "-pooling")
+			r := runWasmtrace(t, "-p", fmt.Sprint(cmd.Process.Pid), "-d", "3s", "-F", "999", "--verify", "--threads", "--format", "folded", "-o", "-")
+			if r.code != 0 {
+				t.Fatalf("wasmtrace exited %d: %s", r.code, r.stderr)
+			}
+			m := regexp.MustCompile(`verified (\d+) samples: (\d+) identical, (\d+) differ`).FindStringSubmatch(r.stderr)
+			if m == nil {
+				t.Fatalf("no verification summary: %s", r.stderr)
+			}
+			var n, same, differ int
+			fmt.Sscan(m[1], &n)
+			fmt.Sscan(m[2], &same)
+			fmt.Sscan(m[3], &differ)
+			if differ != 0 || n < 2000 || same != n {
+				t.Errorf("verified %d samples, %d identical, %d differ: want >= 2000, all identical\n%s", n, same, differ, r.stderr)
+			}
+			perThread := map[string]map[string]int{}
+			for stack, c := range folded(t, r.stdout) {
+				thread, rest, _ := strings.Cut(stack, ";")
+				if perThread[thread] == nil {
+					perThread[thread] = map[string]int{}
+				}
+				perThread[thread][rest] += c
+			}
+			busy := 0
+			for thread, stacks := range perThread {
+				wasm := 0
+				for s, c := range stacks {
+					if s != "[no Wasm]" {
+						wasm += c
+					}
+				}
+				if wasm < 100 {
+					continue // not a Wasm thread
+				}
+				busy++
+				t.Run(thread, func(t *testing.T) { checkAsync(t, stacks, asyncScenarios[0].exact, 2, 100) })
+			}
+			if busy != 2 {
+				t.Errorf("%d threads with Wasm samples, want 2: %v", busy, perThread)
+			}
+		})
+	}
+}
