@@ -50,6 +50,7 @@ targets:
 	@for v in $(TARGETS); do testdata/targets/build.sh $$v $(TARGETDIR) stripped || exit 1; done
 	@testdata/events/build.sh
 	@for v in v39 v37; do testdata/async/build.sh $$v || exit 1; done
+	@for v in v39 v37; do testdata/component/build.sh $$v || exit 1; done && testdata/component/wasm.sh
 
 # Profile the bundled demo app (four scenarios on four threads) for 5 s.
 demo: build

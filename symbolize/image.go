@@ -193,6 +193,7 @@ func parseELF(r io.ReaderAt, size int64, base uint64) (*Module, error) {
 	if f.OSABI == osabiWasmtime && h.flags&efWasmtimeModule != 0 {
 		m.Name = moduleName(info, major)
 	}
+	component := f.OSABI == osabiWasmtime && h.flags&efWasmtimeComponent != 0
 
 	syms, err := readSymbols(f)
 	if err != nil {
@@ -221,6 +222,7 @@ func parseELF(r io.ReaderAt, size int64, base uint64) (*Module, error) {
 			Symbol: s.Name,
 			Kind:   si.kind,
 			Index:  si.index,
+			Core:   si.module,
 		})
 		facts.add(si)
 	}
@@ -247,6 +249,9 @@ func parseELF(r io.ReaderAt, size int64, base uint64) (*Module, error) {
 		}
 	}
 	m.Funcs = tidyFuncs(m.Funcs, m.TextEnd)
+	if component {
+		buildComponent(m, info, major)
+	}
 	return m, nil
 }
 

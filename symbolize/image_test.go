@@ -184,6 +184,11 @@ func TestClassify(t *testing.T) {
 		{"signatures[0]::wasm_to_array_trampoline", symbolInfo{Trampoline, 0, -1, ""}},
 		{"wasmtime_builtin_memory_grow", symbolInfo{Trampoline, 0, -1, ""}},
 		{"component-trampolines[0]-wasm-call", symbolInfo{Trampoline, 0, -1, ""}},
+		{"component-trampolines[3]-array-call-component-lower-import[3]", symbolInfo{Trampoline, 0, -1, ""}},
+		{"wasm[2]::array_to_wasm_trampoline[1]", symbolInfo{Trampoline, 2, -1, ""}},
+		{"wasm[2]::array_to_wasm_trampoline[1]x", symbolInfo{Trampoline, 0, -1, ""}},
+		{"resource_drop_trampoline", symbolInfo{Trampoline, 0, -1, ""}},
+		{"unsafe-intrinsics-wasm-call-u8-native-load", symbolInfo{Trampoline, 0, -1, ""}},
 		{"something_else", symbolInfo{Other, 0, -1, ""}},
 	} {
 		if got := classify(c.sym); got != c.want {

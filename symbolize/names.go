@@ -28,6 +28,9 @@ func classify(sym string) symbolInfo {
 				return symbolInfo{kind: WasmFunction, module: m, index: i, name: rest[2:]}
 			}
 		}
+		if _, rest, ok := cutIndex(rest, "::array_to_wasm_trampoline["); ok && rest == "" {
+			return symbolInfo{kind: Trampoline, module: m, index: -1}
+		}
 	}
 	if n, ok := strings.CutPrefix(sym, "_wasm_function_"); ok {
 		if i, err := strconv.ParseUint(n, 10, 31); err == nil {
@@ -35,7 +38,8 @@ func classify(sym string) symbolInfo {
 		}
 	}
 	if sym == "host_to_wasm" || sym == "wasm_to_host" ||
-		strings.Contains(sym, "trampoline") || strings.HasPrefix(sym, "wasmtime_builtin_") {
+		strings.Contains(sym, "trampoline") || strings.HasPrefix(sym, "wasmtime_builtin_") ||
+		strings.HasPrefix(sym, "unsafe-intrinsics-") {
 		return symbolInfo{kind: Trampoline, index: -1}
 	}
 	return symbolInfo{kind: Other, index: -1}

@@ -39,19 +39,19 @@ func TestParsePerfMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Func{
-		{0x7fb0ac251000, 0x7fb0ac25102e, "chain_a", "", WasmFunction, -1},
-		{0x7fb0ac251040, 0x7fb0ac25106e, "chain_b", "", WasmFunction, -1},
-		{0x7fb0ac251080, 0x7fb0ac2510f1, "chain_c", "", WasmFunction, -1},
-		{0x7fb0ac251100, 0x7fb0ac25110c, "wasm[0]::function[4]", "", WasmFunction, 4},
-		{0x7fb0ac251120, 0x7fb0ac251148, "weird;name_with space ü", "", WasmFunction, -1},
-		{0x7fb0ac25116f, 0x7fb0ac25120d, "wasm[0]::array_to_wasm_trampoline[1]", "", Trampoline, -1},
-		{0x7fb0ac251349, 0x7fb0ac2513b5, "signatures[0]::wasm_to_array_trampoline", "", Trampoline, -1},
-		{0x7fb0ac260000, 0x7fb0ac260010, "no_0x_prefix", "", WasmFunction, -1},
-		{0x7fb0ac260100, 0x7fb0ac260110, "crlf_line", "", WasmFunction, -1},
-		{0x7fb0ac260200, 0x7fb0ac260210, "second_at_same_start", "", WasmFunction, -1},
-		{0x7fb0ac260300, 0x7fb0ac260380, "overlapping_next", "", WasmFunction, -1},
-		{0x7fb0ac260380, 0x7fb0ac260390, "wasm[0]::function[7]", "", WasmFunction, 7},
-		{0x7fb0ac262000, 0x7fb0ac262010, "after_long_line", "", WasmFunction, -1},
+		{0x7fb0ac251000, 0x7fb0ac25102e, "chain_a", "", WasmFunction, -1, 0},
+		{0x7fb0ac251040, 0x7fb0ac25106e, "chain_b", "", WasmFunction, -1, 0},
+		{0x7fb0ac251080, 0x7fb0ac2510f1, "chain_c", "", WasmFunction, -1, 0},
+		{0x7fb0ac251100, 0x7fb0ac25110c, "wasm[0]::function[4]", "", WasmFunction, 4, 0},
+		{0x7fb0ac251120, 0x7fb0ac251148, "weird;name_with space ü", "", WasmFunction, -1, 0},
+		{0x7fb0ac25116f, 0x7fb0ac25120d, "wasm[0]::array_to_wasm_trampoline[1]", "", Trampoline, -1, 0},
+		{0x7fb0ac251349, 0x7fb0ac2513b5, "signatures[0]::wasm_to_array_trampoline", "", Trampoline, -1, 0},
+		{0x7fb0ac260000, 0x7fb0ac260010, "no_0x_prefix", "", WasmFunction, -1, 0},
+		{0x7fb0ac260100, 0x7fb0ac260110, "crlf_line", "", WasmFunction, -1, 0},
+		{0x7fb0ac260200, 0x7fb0ac260210, "second_at_same_start", "", WasmFunction, -1, 0},
+		{0x7fb0ac260300, 0x7fb0ac260380, "overlapping_next", "", WasmFunction, -1, 0},
+		{0x7fb0ac260380, 0x7fb0ac260390, "wasm[0]::function[7]", "", WasmFunction, 7, 0},
+		{0x7fb0ac262000, 0x7fb0ac262010, "after_long_line", "", WasmFunction, -1, 0},
 	}
 	if len(funcs) != len(want) {
 		t.Errorf("%d entries, want %d", len(funcs), len(want))

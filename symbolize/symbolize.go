@@ -29,6 +29,9 @@
 // bytes), so the exact names are taken from the .name.wasm pool indexed by
 // the func_names table of .wasmtime.info whenever that table can be found
 // and agrees with the symbols.
+//
+// Components (Wasmtime 37+) are one image holding the code of all their
+// core modules, wasm[N] being core module N; see component.go.
 package symbolize
 
 import (
@@ -49,6 +52,9 @@ const (
 	// _trampoline_N, host_to_wasm and wasm_to_host. A stack walker drops
 	// these frames.
 	Trampoline
+	// Adapter is Wasm code that Wasmtime generated for a component's fused
+	// adapter (see Component): a Wasm frame, named AdapterName.
+	Adapter
 )
 
 func (k Kind) String() string {
@@ -57,6 +63,8 @@ func (k Kind) String() string {
 		return "wasm"
 	case Trampoline:
 		return "trampoline"
+	case Adapter:
+		return "adapter"
 	case Other:
 		return "other"
 	}
@@ -73,6 +81,10 @@ type Func struct {
 	Symbol string // raw ELF symbol, "" for perf-map entries
 	Kind   Kind
 	Index  int // Wasm function index, or -1
+	// Core is N of the symbol's wasm[N]: in a component image the index
+	// of the core module the code belongs to (Module.CoreOf); 0 in a
+	// module image and for code of no core module.
+	Core int
 }
 
 // Module is one compiled-module image found in memory. A Module is never
@@ -88,6 +100,11 @@ type Module struct {
 	Version string
 	// Funcs are sorted by Start and do not overlap.
 	Funcs []Func
+	// Component is set for a component image: its core modules. Name is
+	// then "" (Wasmtime keeps no name of the component), and
+	// Symbolizer.Lookup answers for the code of core module N with a
+	// Module that is this one but for Name, the core module's name.
+	Component *Component
 
 	size uint64 // bytes of the ELF image from Base
 	fp   uint64 // hash of the ELF and section headers, to detect reuse

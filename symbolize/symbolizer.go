@@ -133,7 +133,9 @@ func (s *Symbolizer) refreshPerfMap() (funcs []Func, changed bool, err error) {
 }
 
 // Lookup names pc. When pc lies in a module's .text, the module is
-// returned even if no function covers pc (padding). The perf map is
+// returned even if no function covers pc (padding). For a function of a
+// component's core module, the module returned is the component image
+// named as that core module (see Module.Component). The perf map is
 // consulted only for addresses outside every module.
 func (s *Symbolizer) Lookup(pc uint64) (Func, *Module, bool) {
 	s.mu.RLock()
@@ -142,6 +144,9 @@ func (s *Symbolizer) Lookup(pc uint64) (Func, *Module, bool) {
 	if i < len(s.modules) && s.modules[i].TextStart <= pc {
 		m := s.modules[i]
 		f, ok := m.Lookup(pc)
+		if ok {
+			m = m.forFunc(f)
+		}
 		return f, m, ok
 	}
 	f, ok := lookupFunc(s.perf, pc)

@@ -95,27 +95,77 @@ and the compiled modules in memory. Reads only; the process is not stopped.
 	mods := t.Syms.Modules()
 	fmt.Fprintf(stdout, "\n%d compiled modules in memory\n", len(mods))
 	for _, m := range mods {
-		n, tramp := 0, 0
+		n, tramp, adapters := 0, 0, 0
 		for _, f := range m.Funcs {
 			switch f.Kind {
 			case symbolize.WasmFunction:
 				n++
 			case symbolize.Trampoline:
 				tramp++
+			case symbolize.Adapter:
+				adapters++
 			}
 		}
 		name := m.Name
-		if name == "" {
+		if m.Component != nil {
+			name = "component"
+		} else if name == "" {
 			name = "(unnamed)"
 		}
-		fmt.Fprintf(stdout, "  %#x  text %#x-%#x  %-16s %d functions, %d trampolines\n", m.Base, m.TextStart, m.TextEnd, name, n, tramp)
+		fmt.Fprintf(stdout, "  %#x  text %#x-%#x  %-16s %s\n", m.Base, m.TextStart, m.TextEnd, name, inspectCounts(m, n, tramp, adapters))
+		if m.Component != nil {
+			for _, c := range m.Component.Cores {
+				fmt.Fprintf(stdout, "      core module %-4d %-16s %s\n", c.Index, coreModuleName(c), plural(c.Funcs, "function"))
+			}
+		}
 		if *verbose {
 			for _, f := range m.Funcs {
-				fmt.Fprintf(stdout, "      %#x-%#x  %-10s %s\n", f.Start, f.End, f.Kind, f.Name)
+				where := ""
+				if c := m.CoreOf(f); c != nil {
+					where = fmt.Sprintf("core module %d: ", c.Index)
+					if export, ok := c.Exports[f.Index]; ok && f.Kind == symbolize.Adapter {
+						where += "export " + export + ": "
+					}
+				}
+				fmt.Fprintf(stdout, "      %#x-%#x  %-10s %s%s\n", f.Start, f.End, f.Kind, where, f.Name)
 			}
 		}
 	}
 	return nil
+}
+
+// inspectCounts summarises a module's code: "12 functions, 8
+// trampolines", and for a component its core modules and adapters first.
+func inspectCounts(m *symbolize.Module, funcs, tramp, adapters int) string {
+	s := fmt.Sprintf("%s, %s", plural(funcs, "function"), plural(tramp, "trampoline"))
+	if m.Component == nil {
+		return s
+	}
+	s = plural(len(m.Component.Cores), "core module") + ": " + s
+	if adapters > 0 {
+		s += ", " + plural(adapters, "adapter function")
+	}
+	return s
+}
+
+// coreModuleName is how inspect shows a component's core module.
+func coreModuleName(c *symbolize.CoreModule) string {
+	switch {
+	case c.Adapter:
+		return "(fused adapters)"
+	case c.Name != "":
+		return c.Name
+	case !c.Described:
+		return "(not described)"
+	}
+	return "(unnamed)"
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func factNamed(facts []layout.Fact, what string) *layout.Fact {
