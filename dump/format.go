@@ -29,7 +29,7 @@ type Namer func(pc uint64) (name string, host, ok bool)
 func Frames(r walker.Result, name Namer) []Frame {
 	var out []Frame
 	host := func() {
-		if len(out) == 0 || !out[len(out)-1].Host {
+		if len(out) == 0 || out[len(out)-1].Name != "[host]" {
 			out = append(out, Frame{Name: "[host]", Host: true})
 		}
 	}

@@ -33,6 +33,10 @@ func TestWrite(t *testing.T) {
 		{TID: 14, Name: "odd", Err: errors.New("thread 14: ptrace: boom")},
 		{TID: 15, Name: "bad", Stack: walker.Result{Where: walker.InWasm, Stop: walker.StopFPOrder, PCs: []uint64{0x1010}, ActStart: []int{0}}},
 		{TID: 16, Name: "entering", Stack: walker.Result{Where: walker.InWasm, Stop: walker.StopTransition}},
+		{TID: 17, Name: "nested fibers", Stack: walker.Result{
+			Where: walker.InWasm, PCs: []uint64{0x1010, 0x1021, 0x1031, 0x1041}, ActStart: []int{0, 2},
+			Fibers: 0b11, StackEnds: 0b01, OnFiber: true,
+		}},
 	}
 	var b bytes.Buffer
 	if err := Write(&b, threads, testNamer, true); err != nil {
@@ -55,6 +59,14 @@ thread 14 (odd): stack not taken: thread 14: ptrace: boom
 thread 15 (bad): in Wasm, walk stopped: frame pointer not increasing
   #0   0x0000000000001010  f1
 thread 16 (entering): in Wasm, walk stopped: sampled while entering or leaving Wasm
+thread 17 (nested fibers): in Wasm, on a fiber
+  #0   0x0000000000001010  f1
+  #1   0x0000000000001021  f2
+                          [fiber]
+                          [host]
+  #2   0x0000000000001031  f3
+  #3   0x0000000000001041  f4
+                          [fiber]
 `
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)

@@ -177,3 +177,31 @@ func TestComponentJS(t *testing.T) {
 		})
 	}
 }
+
+// --verify on components: the kernel and Go walkers agree on every sample,
+// through adapters and component trampolines, in our component and in the
+// JavaScript one.
+func TestComponentVerify(t *testing.T) {
+	requireRoot(t)
+	wasms := map[string]string{
+		"own":        testtarget.ComponentWasm(t, testtarget.SmallComponent),
+		"javascript": testtarget.ComponentWasm(t, testtarget.JSComponent),
+	}
+	for _, v := range testtarget.ComponentVersions {
+		bin := testtarget.ComponentBin(t, v)
+		for _, which := range []string{"own", "javascript"} {
+			t.Run(v+"/"+which, func(t *testing.T) {
+				export := "run"
+				if which == "own" {
+					export = "via-lib"
+				}
+				cmd := testtarget.StartComponent(t, bin, wasms[which], export)
+				r := runWasmtrace(t, "record", "-p", fmt.Sprint(cmd.Process.Pid), "-d", "4s", "-F", "999", "--verify", "--format", "folded", "-o", "-")
+				if r.code != 0 {
+					t.Fatalf("wasmtrace exited %d: %s", r.code, r.stderr)
+				}
+				checkVerified(t, r.stderr, 2000)
+			})
+		}
+	}
+}

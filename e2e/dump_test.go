@@ -13,13 +13,13 @@ import (
 // dumpThread is one thread of wasmtrace dump's output.
 type dumpThread struct {
 	tid, name, state string
-	frames           []string // innermost first; "[host]" for host code
+	frames           []string // innermost first; "[host]" for host code, "[fiber]" below a fiber
 }
 
 var (
 	dumpHeader = regexp.MustCompile(`^thread (\d+)(?: \((.*)\))?: (.*)$`)
 	dumpFrame  = regexp.MustCompile(`^  #(\d+) +0x[0-9a-f]{16}  (.+)$`)
-	dumpHost   = regexp.MustCompile(`^ +\[host\]$`)
+	dumpMarker = regexp.MustCompile(`^ +(\[host\]|\[fiber\])$`)
 )
 
 func parseDump(t *testing.T, out string) []dumpThread {
@@ -40,8 +40,8 @@ func parseDump(t *testing.T, out string) []dumpThread {
 		th := &threads[len(threads)-1]
 		if m := dumpFrame.FindStringSubmatch(line); m != nil {
 			th.frames = append(th.frames, m[2])
-		} else if dumpHost.MatchString(line) {
-			th.frames = append(th.frames, "[host]")
+		} else if m := dumpMarker.FindStringSubmatch(line); m != nil {
+			th.frames = append(th.frames, m[1])
 		} else {
 			t.Fatalf("unexpected dump line %q in:\n%s", line, out)
 		}

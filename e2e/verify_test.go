@@ -81,3 +81,20 @@ func TestVerifyHelp(t *testing.T) {
 		t.Errorf("--verify=2: exit %d, want 2 (bad usage)", r.code)
 	}
 }
+
+// checkVerified asserts that wasmtrace's --verify summary on stderr says
+// at least min samples were checked, all identical, none left unchecked.
+func checkVerified(t *testing.T, stderr string, min int) {
+	t.Helper()
+	m := verifiedLine.FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("no verification summary: %s", stderr)
+	}
+	n, _ := strconv.Atoi(m[1])
+	same, _ := strconv.Atoi(m[2])
+	differ, _ := strconv.Atoi(m[3])
+	if differ != 0 || n < min || same != n || m[4] != "" {
+		t.Errorf("verified %d samples, %d identical, %d differ%s: want >= %d, all identical\n%s", n, same, differ, m[4], min, stderr)
+	}
+	t.Logf("verified %d samples, all identical", n)
+}

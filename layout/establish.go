@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/wasmtrace/wasmtrace/layout/x86"
@@ -178,6 +179,9 @@ func establish(path string, opt Options, library bool) (*Layout, error) {
 		}
 		*l.ptr(fl) = uint32(fd.Off)
 		l.fact(gen.fieldName(fl), hex(uint32(fd.Off)), srcDecoded, fd.How)
+	}
+	if gen == EntryFP {
+		l.establishLimit(b, d)
 	}
 
 	// 4. The table of verified builds.
@@ -378,19 +382,7 @@ func discoverOffsets(b *exeFile) (*x86.Offsets, Generation, error) {
 	if len(backtrace) == 0 {
 		return nil, 0, errors.New("function Backtrace::new_with_trap_state (or trace_with_trap_state) not found among the symbols")
 	}
-	var results []*x86.Offsets
-	var whyNot []string
-	for _, s := range backtrace {
-		c, err := b.codeOf(s)
-		if err == nil {
-			var d *x86.Offsets
-			if d, err = x86.Backtrace(c, b.trampolines); err == nil {
-				results = append(results, d)
-				continue
-			}
-		}
-		whyNot = append(whyNot, err.Error())
-	}
+	results, whyNot := decodeEach(b, backtrace, func(c x86.Code) (*x86.Offsets, error) { return x86.Backtrace(c, b.trampolines) })
 	if len(results) == 0 {
 		return nil, 0, errors.New(strings.Join(whyNot, "; "))
 	}
@@ -411,6 +403,78 @@ func discoverOffsets(b *exeFile) (*x86.Offsets, Generation, error) {
 		}
 	}
 	return first, gen, nil
+}
+
+// Names of the stack_limit facts (EntryFP generation).
+const (
+	limitFact      = "EntryStoreContext.stack_limit"
+	limitTagFact   = limitFact + ".tag"
+	limitValueFact = limitFact + ".value"
+)
+
+// establishLimit decodes EntryStoreContext.stack_limit (an Option<usize>)
+// from the code that restores it on leaving Wasm (x86.StackLimit on
+// invoke_wasm_and_catch_traps, into which exit_wasm is inlined), with the
+// offsets d already decoded. Where several functions show it they must
+// agree. Not finding it is no refusal: the layout then leaves LimitKnown
+// false, and says why in a fact (the walk still works, but cannot tell
+// where an activation's older ones are on another stack).
+func (l *Layout) establishLimit(b *exeFile, d *x86.Offsets) {
+	const name = "func::invoke_wasm_and_catch_traps"
+	unknown := func(why string) {
+		l.factAfter("EntryStoreContext.", Fact{What: limitFact, Value: "unknown", Source: srcMissing,
+			How: why + "; so activations whose older ones are on another (fiber) stack are not told apart"})
+	}
+	fns := b.funcs([]string{lastIdent(name)}, suffix(name))
+	if len(fns) == 0 {
+		unknown("function invoke_wasm_and_catch_traps (where EntryStoreContext::exit_wasm restores it) not found among the symbols")
+		return
+	}
+	found, whyNot := decodeEach(b, fns, func(c x86.Code) (*x86.Limit, error) { return x86.StackLimit(c, d) })
+	if len(found) == 0 {
+		unknown("not decoded: " + strings.Join(whyNot, "; "))
+		return
+	}
+	first := found[0]
+	for _, lim := range found[1:] {
+		if lim.Tag.Off != first.Tag.Off || lim.Value.Off != first.Value.Off {
+			unknown(fmt.Sprintf("the code disagrees: tag +%#x, value +%#x (%s) but tag +%#x, value +%#x (%s)",
+				first.Tag.Off, first.Value.Off, first.How, lim.Tag.Off, lim.Value.Off, lim.How))
+			return
+		}
+	}
+	also := ""
+	if len(found) > 1 {
+		also = fmt.Sprintf(" (%d functions show it, all agree)", len(found))
+	}
+	l.SavedLimitTag, l.SavedLimitValue, l.LimitKnown = uint32(first.Tag.Off), uint32(first.Value.Off), true
+	tag := Fact{What: limitTagFact, Value: hex(l.SavedLimitTag), Source: srcDecoded, How: first.Tag.How + also}
+	if first.TagSet != "" {
+		tag.Check = "agrees with decoded from enter_wasm, which sets it to 0 or 1: " + first.TagSet
+	}
+	value := Fact{What: limitValueFact, Value: hex(l.SavedLimitValue), Source: srcDecoded, How: first.Value.How + "; " + first.Store.How + also}
+	if first.ValueSaved != "" {
+		value.Check = "agrees with decoded from enter_wasm, which saves it from the same VMStoreContext field: " + first.ValueSaved
+	}
+	l.factAfter("EntryStoreContext.", tag)
+	l.factAfter("EntryStoreContext.", value)
+}
+
+// decodeEach runs decode on the code of each function: what it found, and
+// for the others why not.
+func decodeEach[T any](b *exeFile, fns []elf.Symbol, decode func(x86.Code) (T, error)) (found []T, whyNot []string) {
+	for _, s := range fns {
+		c, err := b.codeOf(s)
+		if err == nil {
+			var r T
+			if r, err = decode(c); err == nil {
+				found = append(found, r)
+				continue
+			}
+		}
+		whyNot = append(whyNot, err.Error())
+	}
+	return found, whyNot
 }
 
 // trampolines finds Wasmtime 3's assembly trampolines, whose stores name
@@ -443,9 +507,9 @@ func (l *Layout) crossCheckTable(use bool) error {
 		}
 		switch {
 		case !use:
-			f.Check = "table not consulted (" + TableEnv + "=off)"
+			f.Check = joinChecks(f.Check, "table not consulted ("+TableEnv+"=off)")
 		case !ok:
-			f.Check = "no table entry for Wasmtime " + orUnknown(l.Version)
+			f.Check = joinChecks(f.Check, "no table entry for Wasmtime "+orUnknown(l.Version))
 		}
 	}
 	if !use || !ok {
@@ -466,6 +530,37 @@ func (l *Layout) crossCheckTable(use bool) error {
 	}
 	if f := l.factNamed("generation"); f != nil {
 		f.Check = "table for " + key + " agrees"
+	}
+	return l.crossCheckLimit(k, key)
+}
+
+// crossCheckLimit compares the decoded stack_limit offsets with the
+// table's. The table never supplies them: where the code did not show
+// them they stay unknown.
+func (l *Layout) crossCheckLimit(k Layout, key string) error {
+	if l.Generation != EntryFP {
+		return nil
+	}
+	if !l.LimitKnown {
+		if f := l.factNamed(limitFact); f != nil && k.LimitKnown {
+			f.Check = joinChecks(f.Check, fmt.Sprintf("the table for %s lists tag +%#x, value +%#x, which are not used without the code", key, k.SavedLimitTag, k.SavedLimitValue))
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		name      string
+		got, want uint32
+	}{{limitTagFact, l.SavedLimitTag, k.SavedLimitTag}, {limitValueFact, l.SavedLimitValue, k.SavedLimitValue}} {
+		f := l.factNamed(c.name)
+		switch {
+		case !k.LimitKnown:
+			f.Check = joinChecks(f.Check, "no stack_limit in the table for "+key)
+		case c.got != c.want:
+			return fmt.Errorf("%w: %s is %#x in the code (%s) but %#x in the table for Wasmtime %s; refusing rather than guessing",
+				ErrTableConflict, c.name, c.got, f.How, c.want, key)
+		default:
+			f.Check = joinChecks(f.Check, "table for "+key+" agrees")
+		}
 	}
 	return nil
 }
@@ -495,7 +590,20 @@ const (
 	srcBinary  = "binary"
 	srcProcess = "process"
 	srcLive    = "live"
+	srcMissing = "not found" // an optional fact the binary did not show
 )
+
+// factAfter inserts f after the last fact whose name starts with prefix
+// (at the end when there is none), so that a struct's facts stay together.
+func (l *Layout) factAfter(prefix string, f Fact) {
+	at := len(l.Provenance)
+	for i, g := range l.Provenance {
+		if strings.HasPrefix(g.What, prefix) {
+			at = i + 1
+		}
+	}
+	l.Provenance = slices.Insert(l.Provenance, at, f)
+}
 
 func (l *Layout) fact(what, value, source, how string) *Fact {
 	l.Provenance = append(l.Provenance, Fact{What: what, Value: value, Source: source, How: how})

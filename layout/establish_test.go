@@ -150,17 +150,25 @@ func TestDiscoveryMatchesTable(t *testing.T) {
 
 // A table entry that disagrees with the code refuses the build.
 func TestTableConflict(t *testing.T) {
+	tableConflict(t, func(k *Layout) { k.CTSPrev = 0xb8 }, "CallThreadState.prev", "0xa8 in the code", "0xb8 in the table")
+}
+
+// tableConflict establishes target-v39 with its table entry changed by
+// mutate: it must be refused, saying want, and accepted with the table
+// off. The entry is restored when the test ends.
+func tableConflict(t *testing.T, mutate func(k *Layout), want ...string) string {
+	t.Helper()
 	bin := targetBinary(t, "v39", false)
 	saved := knownBuilds["39.0.0"]
 	t.Cleanup(func() { knownBuilds["39.0.0"] = saved })
 	bad := saved
-	bad.CTSPrev = 0xb8
+	mutate(&bad)
 	knownBuilds["39.0.0"] = bad
 	_, err := Establish(bin, Options{Table: true})
 	if !errors.Is(err, ErrTableConflict) {
 		t.Fatalf("err %v, want ErrTableConflict", err)
 	}
-	for _, s := range []string{"CallThreadState.prev", "0xa8 in the code", "0xb8 in the table"} {
+	for _, s := range want {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("refusal %q does not say %q", err, s)
 		}
@@ -168,6 +176,7 @@ func TestTableConflict(t *testing.T) {
 	if _, err := Establish(bin, Options{Table: false}); err != nil {
 		t.Errorf("with the table off: %v", err)
 	}
+	return bin
 }
 
 func TestStrippedRefused(t *testing.T) {
@@ -258,6 +267,17 @@ func TestLive(t *testing.T) {
 				if err := bad.checkLive(pid); !errors.Is(err, ErrLive) {
 					t.Errorf("entry FP at +%#x: err %v, want ErrLive", bad.StoreEntry, err)
 				}
+				// Every thread in Wasm has an oldest activation, which
+				// saved Some(usize::MAX): read as a tag, that is refused.
+				if !l.LimitKnown || !strings.Contains(all, limitFact+": plausible in ") || strings.Contains(all, " 0 Some(usize::MAX)") {
+					t.Errorf("stack_limit not confirmed:\n%s", all)
+				}
+				bad = *l
+				bad.Live = nil
+				bad.SavedLimitTag = bad.SavedLimitValue
+				if err := bad.checkLive(pid); !errors.Is(err, ErrLive) || !strings.Contains(err.Error(), "neither 0 (None) nor 1 (Some)") {
+					t.Errorf("stack_limit tag at +%#x: err %v, want ErrLive", bad.SavedLimitTag, err)
+				}
 			}
 		})
 	}
@@ -346,5 +366,142 @@ func TestSharedLibrary(t *testing.T) {
 	}
 	if !confirmed {
 		t.Errorf("the slot fs%+#x was not confirmed on a thread in Wasm: %+v", l.TLSOffset, l.Live)
+	}
+}
+
+// EntryStoreContext.stack_limit is decoded from invoke_wasm_and_catch_traps
+// in every entry-FP build, sync and async hosts alike, and agrees with the
+// table.
+func TestStackLimitDecoded(t *testing.T) {
+	for _, tc := range []struct{ name, bin, version, test string }{
+		{"v37", "", "37.0.0", "testb $0x1,0x58(%rsp)"},
+		{"v39", "", "39.0.0", "testb $0x1,0x110(%rsp)"},
+		{"async-v37", "v37", "37.0.0", "testb $0x1,0x58(%rsp)"},
+		{"async-v39", "v39", "39.0.0", "testb $0x1,0x110(%rsp)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var bin string
+			if tc.bin == "" {
+				bin = targetBinary(t, tc.name, false)
+			} else {
+				bin = testtarget.AsyncBin(t, tc.bin)
+			}
+			l, err := Establish(bin, Options{Table: false})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !l.LimitKnown || l.SavedLimitTag != 0 || l.SavedLimitValue != 8 {
+				t.Fatalf("stack_limit known %v, tag +%#x, value +%#x; want +0, +8 (%s)", l.LimitKnown, l.SavedLimitTag, l.SavedLimitValue, l.factHow(limitFact))
+			}
+			tag, value := l.factNamed(limitTagFact), l.factNamed(limitValueFact)
+			if !strings.Contains(tag.How, "invoke_wasm_and_catch_traps at 0x") || !strings.Contains(tag.How, ": "+tc.test+"; ") ||
+				!strings.HasSuffix(tag.How, "(3 functions show it, all agree)") {
+				t.Errorf("tag provenance %q", tag.How)
+			}
+			if !strings.Contains(value.How, "restored into VMStoreContext+0x10 when the tag is set") || !strings.Contains(value.How, "also restores last_wasm_exit_pc") {
+				t.Errorf("value provenance %q", value.How)
+			}
+			for _, f := range []*Fact{tag, value} {
+				if !strings.HasPrefix(f.Check, "agrees with decoded from enter_wasm") || !strings.HasSuffix(f.Check, "table not consulted (WASMTRACE_LAYOUT_TABLE=off)") {
+					t.Errorf("%s: check %q", f.What, f.Check)
+				}
+			}
+			// The facts sit with the other EntryStoreContext fields.
+			var order []string
+			for _, f := range l.Provenance {
+				if st, _, _ := strings.Cut(f.What, "."); len(order) == 0 || order[len(order)-1] != st {
+					order = append(order, st)
+				}
+			}
+			if strings.Count(strings.Join(order, " "), "EntryStoreContext") != 1 {
+				t.Errorf("EntryStoreContext facts are split: %v", order)
+			}
+
+			l, err = Establish(bin, Options{Table: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{limitTagFact, limitValueFact} {
+				if f := l.factNamed(name); !strings.HasSuffix(f.Check, "table for "+tc.version+" agrees") {
+					t.Errorf("%s: check %q", name, f.Check)
+				}
+			}
+		})
+	}
+}
+
+// A build whose code does not show the restore keeps the stack limit
+// unknown, and says why, without a refusal; a seed build has none.
+func TestStackLimitUnknown(t *testing.T) {
+	l, err := Establish(synthetic(t, "entryfp"), Options{Table: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := l.factNamed(limitFact)
+	if l.LimitKnown || f == nil || f.Value != "unknown" || f.Source != srcMissing ||
+		!strings.Contains(f.How, "invoke_wasm_and_catch_traps (where EntryStoreContext::exit_wasm restores it) not found") {
+		t.Errorf("known %v, fact %+v", l.LimitKnown, f)
+	}
+	// With a table entry, the table's offsets are named but not used.
+	l.Version = "39.0.0"
+	if err := l.crossCheckLimit(knownBuilds["39.0.0"], "39.0.0"); err != nil || l.LimitKnown ||
+		!strings.Contains(f.Check, "the table for 39.0.0 lists tag +0x0, value +0x8, which are not used without the code") {
+		t.Errorf("err %v, known %v, check %q", err, l.LimitKnown, f.Check)
+	}
+
+	l, err = Establish(targetBinary(t, "v3", false), Options{Table: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range l.Provenance {
+		if strings.HasPrefix(f.What, limitFact) {
+			t.Errorf("seed build with a stack_limit fact %+v", f)
+		}
+	}
+	if l.LimitKnown {
+		t.Error("seed build with a stack limit")
+	}
+}
+
+// A table entry whose stack_limit disagrees with the code refuses the
+// build; with the table off the code alone is used.
+func TestStackLimitTableConflict(t *testing.T) {
+	saved := knownBuilds["39.0.0"]
+	bin := tableConflict(t, func(k *Layout) { k.SavedLimitValue = 0x10 },
+		"EntryStoreContext.stack_limit.value", "0x8 in the code", "0x10 in the table for Wasmtime 39.0.0")
+	// A table entry without the stack limit only says so.
+	bad := saved
+	bad.LimitKnown = false
+	knownBuilds["39.0.0"] = bad
+	l, err := Establish(bin, Options{Table: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := l.factNamed(limitTagFact); !l.LimitKnown || !strings.HasSuffix(f.Check, "no stack_limit in the table for 39.0.0") {
+		t.Errorf("check %q", f.Check)
+	}
+}
+
+func TestValidateStackLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		tag, value uint32
+		want       string
+	}{
+		{"unaligned", 0x4, 0x8, "implausible offset 0x4"},
+		{"same word", 0x8, 0x8, "tag and value at the same offset"},
+		{"on the exit PC", 0x0, 0x20, "overlaps a saved exit or entry field"},
+	} {
+		l := knownBuilds["39.0.0"]
+		l.TLSOffset = -0x68
+		l.SavedLimitTag, l.SavedLimitValue = tc.tag, tc.value
+		if err := l.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	l := knownBuilds["39.0.0"]
+	l.TLSOffset = -0x68
+	if err := l.Validate(); err != nil {
+		t.Errorf("the table's 39.0.0: %v", err)
 	}
 }

@@ -42,9 +42,14 @@ var knownBuilds = map[string]Layout{
 		SavedExitPC: 0x20, // EntryStoreContext.last_wasm_exit_pc
 		SavedExitFP: 0x28, // EntryStoreContext.last_wasm_exit_trampoline_fp
 		SavedEntry:  0x30, // EntryStoreContext.last_wasm_entry_fp
-		StoreExitFP: 0x28, // last_wasm_exit_trampoline_fp
-		StoreExitPC: 0x30, // last_wasm_exit_pc
-		StoreEntry:  0x38, // last_wasm_entry_fp
+		// EntryStoreContext.stack_limit: Option<usize>, its first field
+		// (func.rs): the tag word (1 = Some), then the value.
+		SavedLimitTag:   0x0,
+		SavedLimitValue: 0x8,
+		LimitKnown:      true,
+		StoreExitFP:     0x28, // last_wasm_exit_trampoline_fp
+		StoreExitPC:     0x30, // last_wasm_exit_pc
+		StoreEntry:      0x38, // last_wasm_entry_fp
 	},
 	// Same files at v39.0.0; VMStoreContext gained last_wasm_entry_sp
 	// before last_wasm_entry_fp.
@@ -57,9 +62,13 @@ var knownBuilds = map[string]Layout{
 		SavedExitPC: 0x20,
 		SavedExitFP: 0x28,
 		SavedEntry:  0x30,
-		StoreExitFP: 0x28,
-		StoreExitPC: 0x30,
-		StoreEntry:  0x40,
+		// EntryStoreContext.stack_limit, as in 37.
+		SavedLimitTag:   0x0,
+		SavedLimitValue: 0x8,
+		LimitKnown:      true,
+		StoreExitFP:     0x28,
+		StoreExitPC:     0x30,
+		StoreEntry:      0x40,
 	},
 }
 

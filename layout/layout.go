@@ -20,6 +20,10 @@
 //     trampolines). Package layout/x86 does all the machine-code
 //     analysis: it takes a function's bytes, found here by symbol, and
 //     returns each offset with the instruction it came from.
+//     For the entry-FP generation, then, EntryStoreContext.stack_limit,
+//     from the code of invoke_wasm_and_catch_traps that restores it on
+//     leaving Wasm: optional, a build that does not show it has
+//     LimitKnown false and a fact saying why.
 //  5. The table of builds verified live (known.go), a cross-check only:
 //     where it has an entry for the version and disagrees, the build is
 //     refused. WASMTRACE_LAYOUT_TABLE=off (Options.Table) turns it off.
@@ -236,6 +240,22 @@ func (l *Layout) Validate() error {
 	}
 	if l.CTSPrev == l.CTSStore || l.StoreExitPC == l.StoreExitFP || l.StoreExitPC == l.StoreEntry {
 		return fmt.Errorf("offsets overlap")
+	}
+	if l.LimitKnown {
+		if l.Generation != EntryFP {
+			return fmt.Errorf("a saved stack_limit in the %s generation", l.Generation.Short())
+		}
+		for _, off := range []uint32{l.SavedLimitTag, l.SavedLimitValue} {
+			if off%8 != 0 || off >= maxOff {
+				return fmt.Errorf("implausible offset %#x for EntryStoreContext.stack_limit", off)
+			}
+			if off == l.SavedExitPC || off == l.SavedExitFP || off == l.SavedEntry {
+				return fmt.Errorf("EntryStoreContext.stack_limit (+%#x) overlaps a saved exit or entry field", off)
+			}
+		}
+		if l.SavedLimitTag == l.SavedLimitValue {
+			return fmt.Errorf("EntryStoreContext.stack_limit's tag and value at the same offset %#x", l.SavedLimitTag)
+		}
 	}
 	return nil
 }

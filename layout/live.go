@@ -20,7 +20,9 @@ package layout
 //     Wasm): each CallThreadState's store pointer points off its stack,
 //     its old_state into the same stack, and prev further up that stack,
 //     or on to an older stack: from a fiber to another fiber or to the
-//     thread's own stack, never back (see readThread).
+//     thread's own stack, never back (see readThread). When the
+//     EntryStoreContext's stack_limit is known, it must be None,
+//     Some(usize::MAX) or Some(an address of that stack) (limitProblem).
 //  4. VMStoreContext offsets (entry-FP generation). The JIT trampolines
 //     in the process's compiled modules store the exit trampoline's FP
 //     and the return address (wasm_to_array_trampoline) and the entry
@@ -64,7 +66,7 @@ func (l *Layout) checkLive(pid int) error {
 		return nil
 	}
 	l.live("thread pointers", fmt.Sprintf("%d of %d threads (%s)", len(tps), len(tids), how))
-	return l.checkThreads(mem, maps, tps)
+	return l.checkThreads(mem, maps, tps, func() ([]proc.Mapping, error) { return proc.ReadMaps(pid) })
 }
 
 func (l *Layout) live(what, how string) {
@@ -84,12 +86,25 @@ func mappingOf(maps []proc.Mapping, addr uint64) *proc.Mapping {
 // threadView is one read of a thread's Wasmtime state.
 type threadView struct {
 	slot, cts uint64
-	fibers    int    // fiber stacks the CallThreadState list runs through
+	fibers    int // fiber stacks the CallThreadState list runs through
+	limits    limitCount
 	problem   string // "" when consistent
 }
 
-func (l *Layout) checkThreads(mem proc.Memory, maps []proc.Mapping, tps map[int]uint64) error {
-	sort.Slice(maps, func(i, j int) bool { return maps[i].Start < maps[j].Start })
+// limitCount counts the saved stack limits seen, by kind.
+type limitCount struct{ none, first, some int }
+
+func (c *limitCount) add(d limitCount) {
+	c.none, c.first, c.some = c.none+d.none, c.first+d.first, c.some+d.some
+}
+
+func (c limitCount) total() int { return c.none + c.first + c.some }
+
+// checkThreads checks each thread's state; reread, if not nil, reads the
+// memory map again when a read looked wrong, since fiber stacks come and go
+// (Wasmtime's default allocator maps a new one for a call made while
+// another fiber is suspended).
+func (l *Layout) checkThreads(mem proc.Memory, maps []proc.Mapping, tps map[int]uint64, reread func() ([]proc.Mapping, error)) error {
 	tids := make([]int, 0, len(tps))
 	for t := range tps {
 		tids = append(tids, t)
@@ -97,19 +112,31 @@ func (l *Layout) checkThreads(mem proc.Memory, maps []proc.Mapping, tps map[int]
 	sort.Ints(tids)
 	// The mappings holding a thread's TCB are thread stacks: a fiber
 	// stack is none of them.
-	stacks := map[uint64]bool{}
-	for _, tp := range tps {
-		if m := mappingOf(maps, tp); m != nil {
-			stacks[m.Start] = true
+	var stacks map[uint64]bool
+	setMaps := func(m []proc.Mapping) {
+		maps = m
+		sort.Slice(maps, func(i, j int) bool { return maps[i].Start < maps[j].Start })
+		stacks = map[uint64]bool{}
+		for _, tp := range tps {
+			if m := mappingOf(maps, tp); m != nil {
+				stacks[m.Start] = true
+			}
 		}
 	}
+	setMaps(maps)
 	idle, ok, onFiber := 0, 0, 0
+	var limits limitCount
 	var bad []string
 	var example string
 	for _, tid := range tids {
 		tp := tps[tid]
 		var v threadView
-		for range 3 {
+		for try := range 3 {
+			if try > 0 && reread != nil {
+				if m, err := reread(); err == nil {
+					setMaps(m)
+				}
+			}
 			v = l.readThread(mem, maps, tp, stacks)
 			if v.problem == "" {
 				break
@@ -122,6 +149,7 @@ func (l *Layout) checkThreads(mem proc.Memory, maps []proc.Mapping, tps map[int]
 			idle++
 		default:
 			ok++
+			limits.add(v.limits)
 			where := ""
 			if v.fibers > 0 {
 				onFiber++
@@ -145,6 +173,7 @@ func (l *Layout) checkThreads(mem proc.Memory, maps []proc.Mapping, tps map[int]
 			fibers = fmt.Sprintf(", %d of them on fiber stacks", onFiber)
 		}
 		l.live("thread-local slot and offsets", fmt.Sprintf("confirmed on %s in Wasm%s (%s), %d idle", plural(ok, "thread"), fibers, example, idle))
+		l.liveLimits(limits)
 	default:
 		l.live("thread-local slot", fmt.Sprintf("plausible on %s, all idle; no thread held a CallThreadState, so its offsets were not checked", plural(idle, "thread")))
 	}
@@ -258,6 +287,26 @@ func (l *Layout) readThread(mem proc.Memory, maps []proc.Mapping, tp uint64, sta
 				v.problem = fmt.Sprintf("CallThreadState %#x old_state (+%#x) holds %#x, not a saved state on the same stack", cts, l.CTSOld, old)
 				return v
 			}
+			if l.LimitKnown {
+				tag, ok1 := word(old + uint64(l.SavedLimitTag))
+				limit, ok2 := word(old + uint64(l.SavedLimitValue))
+				if !ok1 || !ok2 {
+					v.problem = fmt.Sprintf("EntryStoreContext %#x unreadable", old)
+					return v
+				}
+				if why := limitProblem(tag, limit, cts, seg); why != "" {
+					v.problem = fmt.Sprintf("CallThreadState %#x: its EntryStoreContext %#x holds a stack_limit (tag +%#x, value +%#x) that %s", cts, old, l.SavedLimitTag, l.SavedLimitValue, why)
+					return v
+				}
+				switch {
+				case tag == 0:
+					v.limits.none++
+				case limit == ^uint64(0):
+					v.limits.first++
+				default:
+					v.limits.some++
+				}
+			}
 		}
 		if prev == 0 {
 			break
@@ -289,6 +338,52 @@ func (l *Layout) readThread(mem proc.Memory, maps []proc.Mapping, tp uint64, sta
 		cts = prev
 	}
 	return v
+}
+
+// maxLimitBelow bounds how far below its CallThreadState a saved stack
+// limit may lie.
+const maxLimitBelow = 16 << 20
+
+// limitProblem says why a saved stack_limit (an Option<usize>: tag word,
+// value word) read from the EntryStoreContext of the CallThreadState at
+// cts, on the stack mapping m, is implausible, or "" when it is not. The
+// tag is 0 (None: the value word is not set) or 1 (Some). Some(usize::MAX)
+// is what the oldest activation on a stack saves (no limit was in force).
+// Any other Some(limit) is the limit of the store's enclosing activation
+// on the same stack: the SP at its entry, higher on this stack than cts,
+// minus max_wasm_stack. So it is below the top of the stack, and at most
+// max_wasm_stack below cts; 16 MiB bounds that (Wasmtime's default is
+// 512 KiB, and an async store's max_wasm_stack must fit in its fiber
+// stacks, 2 MiB by default). It can lie below the mapping's start, or
+// slightly above cts (when host code called from Wasm went past the
+// limit before calling into Wasm again).
+func limitProblem(tag, limit, cts uint64, m *proc.Mapping) string {
+	switch {
+	case tag > 1:
+		return fmt.Sprintf("has tag word %#x, neither 0 (None) nor 1 (Some)", tag)
+	case tag == 0 || limit == ^uint64(0):
+		return ""
+	case m != nil && limit >= m.End:
+		return fmt.Sprintf("is Some(%#x), above the top of its stack (%#x)", limit, m.End)
+	case limit < cts && cts-limit > maxLimitBelow:
+		return fmt.Sprintf("is Some(%#x), neither usize::MAX nor within %d MiB below the CallThreadState", limit, maxLimitBelow>>20)
+	}
+	return ""
+}
+
+// liveLimits reports the saved stack limits the threads in Wasm showed.
+func (l *Layout) liveLimits(c limitCount) {
+	if !l.LimitKnown || c.total() == 0 {
+		return
+	}
+	how := fmt.Sprintf("plausible in %s: %d Some(usize::MAX) (oldest on its stack), %d Some(limit), %d None",
+		plural(c.total(), "EntryStoreContext"), c.first, c.some, c.none)
+	l.live(limitFact, how)
+	for _, name := range []string{limitTagFact, limitValueFact} {
+		if f := l.factNamed(name); f != nil {
+			f.Check = joinChecks(f.Check, "live: "+how)
+		}
+	}
 }
 
 // ---- JIT trampolines ----

@@ -221,7 +221,7 @@ func TestReadThreadDepth(t *testing.T) {
 	m.slot(v39, tp, thrLo+0x100)
 	for i := range uint64(200) {
 		a := thrLo + 0x100 + i*0x100
-		m.cts(v39, a, store, a+0x100, a+0x10)
+		m.cts(v39, a, store, a+0x100, a+0x40)
 	}
 	if v := m.read(v39); v.problem != "" {
 		t.Fatal(v.problem)
@@ -238,17 +238,20 @@ func TestCheckThreadsFibers(t *testing.T) {
 	m.slot(v39, otherTP, other+0x1000)
 	m.cts(v39, other+0x1000, store, 0, other+0x1100)
 	l := *v39
-	if err := l.checkThreads(m, m.maps, map[int]uint64{10: tp, 11: otherTP}); err != nil {
+	if err := l.checkThreads(m, m.maps, map[int]uint64{10: tp, 11: otherTP}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if len(l.Live) != 1 || !strings.HasPrefix(l.Live[0].How, "confirmed on 2 threads in Wasm, 1 of them on a fiber stack (e.g. thread 10: slot ") ||
+	if len(l.Live) != 2 || !strings.HasPrefix(l.Live[0].How, "confirmed on 2 threads in Wasm, 1 of them on a fiber stack (e.g. thread 10: slot ") ||
 		!strings.Contains(l.Live[0].How, "on a fiber stack), 0 idle") {
 		t.Errorf("live facts %+v", l.Live)
+	}
+	if len(l.Live) == 2 && l.Live[1].How != "plausible in 3 EntryStoreContexts: 0 Some(usize::MAX) (oldest on its stack), 0 Some(limit), 3 None" {
+		t.Errorf("stack_limit live fact %+v", l.Live[1])
 	}
 
 	m.cts(v39, fibA+0x8000, store, fibA+0x7000, fibA+0x8200)
 	l = *v39
-	err := l.checkThreads(m, m.maps, map[int]uint64{10: tp, 11: otherTP})
+	err := l.checkThreads(m, m.maps, map[int]uint64{10: tp, 11: otherTP}, nil)
 	if !errors.Is(err, ErrLive) || !strings.Contains(err.Error(), "thread 10: CallThreadState") {
 		t.Errorf("err %v, want thread 10 refused", err)
 	}
@@ -275,4 +278,79 @@ func FuzzReadThread(f *testing.F) {
 			m.read(gen)
 		}
 	})
+}
+
+// limit writes the stack_limit of the EntryStoreContext at esc.
+func (m *words) limit(l *Layout, esc, tag, value uint64) {
+	m.w[esc+uint64(l.SavedLimitTag)] = tag
+	m.w[esc+uint64(l.SavedLimitValue)] = value
+}
+
+// Each EntryStoreContext's stack_limit must be None, Some(usize::MAX) or
+// Some(an address of its stack): SP - max_wasm_stack.
+func TestReadThreadStackLimit(t *testing.T) {
+	const cts, esc = fibA + 0x8000, fibA + 0x8200
+	const older, olderESC = fibA + 0x9000, fibA + 0x9200
+	for _, tc := range []struct {
+		name       string
+		tag, value uint64
+		want       string // "": accepted
+		count      limitCount
+	}{
+		{"None, value not set", 0, 0xdead_beef, "", limitCount{none: 1, first: 1}},
+		{"Some(usize::MAX)", 1, ^uint64(0), "", limitCount{first: 2}},
+		{"Some(limit) below the fiber's start", 1, cts - 512<<10, "", limitCount{first: 1, some: 1}},
+		{"Some(limit) just above the CTS", 1, cts + 0x100, "", limitCount{first: 1, some: 1}},
+		{"Some(limit) 16 MiB below", 1, cts - 16<<20, "", limitCount{first: 1, some: 1}},
+		{"tag 2", 2, 0, "has tag word 0x2, neither 0 (None) nor 1 (Some)", limitCount{}},
+		{"tag is a pointer", store, 0, "neither 0 (None) nor 1 (Some)", limitCount{}},
+		{"Some(limit) above the stack", 1, fibA + fibSize, "is Some(0x7e0000100000), above the top of its stack (0x7e0000100000)", limitCount{}},
+		{"Some(limit) far below", 1, cts - 16<<20 - 8, "neither usize::MAX nor within 16 MiB below the CallThreadState", limitCount{}},
+		{"Some(0)", 1, 0, "is Some(0x0)", limitCount{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := fakeProcess()
+			m.slot(v39, tp, cts)
+			m.cts(v39, cts, store, older, esc)
+			m.cts(v39, older, store, 0, olderESC)
+			m.limit(v39, esc, tc.tag, tc.value)
+			m.limit(v39, olderESC, 1, ^uint64(0)) // the oldest on the fiber
+			v := m.read(v39)
+			switch {
+			case tc.want == "" && v.problem != "":
+				t.Fatalf("refused: %s", v.problem)
+			case tc.want == "" && v.limits != tc.count:
+				t.Errorf("counted %+v, want %+v", v.limits, tc.count)
+			case tc.want != "" && !strings.Contains(v.problem, tc.want):
+				t.Errorf("problem %q does not say %q", v.problem, tc.want)
+			case tc.want != "" && !strings.HasPrefix(v.problem, "CallThreadState 0x7e0000009000: its EntryStoreContext 0x7e0000009200 holds a stack_limit (tag +0x0, value +0x8) that "):
+				t.Errorf("problem %q names neither the CallThreadState nor the EntryStoreContext", v.problem)
+			}
+			// Without the offsets nothing is read there.
+			l := *v39
+			l.LimitKnown = false
+			if v := m.read(&l); v.problem != "" || v.limits.total() != 0 {
+				t.Errorf("with the stack limit unknown: %+v", v)
+			}
+		})
+	}
+}
+
+// The live facts report the stack limits seen, on the facts too.
+func TestLiveLimits(t *testing.T) {
+	l := *v39
+	l.Provenance = []Fact{{What: limitTagFact, Check: "table for 39.0.0 agrees"}, {What: limitValueFact}}
+	l.liveLimits(limitCount{first: 2, none: 1})
+	want := "plausible in 3 EntryStoreContexts: 2 Some(usize::MAX) (oldest on its stack), 0 Some(limit), 1 None"
+	if len(l.Live) != 1 || l.Live[0].What != limitFact || l.Live[0].How != want {
+		t.Errorf("live facts %+v", l.Live)
+	}
+	if l.Provenance[0].Check != "table for 39.0.0 agrees; live: "+want || l.Provenance[1].Check != "live: "+want {
+		t.Errorf("checks %q, %q", l.Provenance[0].Check, l.Provenance[1].Check)
+	}
+	l = *v39
+	l.liveLimits(limitCount{})
+	if len(l.Live) != 0 {
+		t.Errorf("nothing seen, but live facts %+v", l.Live)
+	}
 }

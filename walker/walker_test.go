@@ -564,6 +564,24 @@ var walkCases = []walkCase{
 		fibers: 0b1, onFiber: true,
 	},
 	{
+		name:  "a fiber stack unmapped mid-walk",
+		scene: scene{acts: [][]uint64{actA, actB}, fibers: 1, host: true},
+		mutate: func(b *built) {
+			b.mem.Forget(b.fps[0][1], 0x100) // its frames, from the second on
+		},
+		want:   want{InHost, StopRead, actA[:2], []int{0}},
+		fibers: 1, onFiber: true,
+	},
+	{
+		name:  "a fiber stack reused mid-walk: its frames point elsewhere",
+		scene: scene{acts: [][]uint64{actA, actB}, fibers: 1},
+		mutate: func(b *built) {
+			b.record(b.fps[0][1], b.fps[0][1]-0x40, 0x500777) // a new owner's frame record
+		},
+		want:   want{InWasm, StopFPOrder, actA[:2], []int{0}},
+		fibers: 1, onFiber: true,
+	},
+	{
 		name:   "a saved stack limit unreadable",
 		only:   entryFPOnly,
 		scene:  scene{acts: [][]uint64{actA, actB}},

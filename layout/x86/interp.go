@@ -140,6 +140,20 @@ type (
 		pc   uint64
 		vals vset
 	}
+	// memRec is one memory operand of an instruction, stack slots
+	// included: where it points (addrs), the register it is based on
+	// (base, disp), how many bytes it covers, whether the instruction
+	// writes it and, for an 8-byte mov from a register or an immediate,
+	// the value written.
+	memRec struct {
+		pc    uint64
+		addrs vset
+		base  vset // nil: no register base
+		disp  int64
+		bytes int
+		write bool
+		vals  vset
+	}
 )
 
 // fn is one analysed function.
@@ -163,6 +177,7 @@ type fn struct {
 	ands   []andRec
 	tps    []tpRec
 	meets  []meetRec
+	mems   []memRec
 	origin map[int32]uint64 // first instruction that produced an expression
 
 	// tlsIndex reports whether addr holds a tls_index (a GOT entry with an
@@ -565,8 +580,37 @@ func (f *fn) run() {
 			f.meet(pc, v)
 		}
 		for i := b.start; i < b.end; i++ {
+			f.recordMem(&st, f.insns[i])
 			f.step(&st, f.insns[i], true)
 		}
+	}
+}
+
+// recordMem records the memory operands of in, with the state before it.
+func (f *fn) recordMem(st *frame, in insn) {
+	i := in.inst
+	for k, a := range i.Args {
+		m, ok := a.(x86asm.Mem)
+		if !ok || i.Op == x86asm.LEA || i.Op == x86asm.NOP {
+			continue
+		}
+		r := memRec{pc: in.pc, addrs: f.addrs(st, m, in), disp: disp(m), bytes: i.MemBytes}
+		if g, w, ok := gpr(m.Base); ok && w == 8 && m.Segment == 0 {
+			r.base = st.regs[g]
+		}
+		if k == 0 {
+			switch i.Op {
+			case x86asm.CMP, x86asm.TEST, x86asm.BT, x86asm.PUSH, x86asm.CALL, x86asm.JMP,
+				x86asm.PREFETCHT0, x86asm.PREFETCHT1, x86asm.PREFETCHT2, x86asm.PREFETCHNTA,
+				x86asm.UCOMISD, x86asm.UCOMISS, x86asm.COMISD, x86asm.COMISS, x86asm.PTEST:
+			default:
+				r.write = true
+			}
+			if i.Op == x86asm.MOV && i.MemBytes == 8 {
+				r.vals = f.read(st, i.Args[1], in, false)
+			}
+		}
+		f.mems = append(f.mems, r)
 	}
 }
 

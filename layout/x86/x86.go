@@ -17,6 +17,8 @@
 //  2. the struct offsets and the generation: Backtrace on
 //     Backtrace::new_with_trap_state and trace_with_trap_state, which for
 //     the seed generation also reads Wasmtime 3's assembly trampolines;
+//     then (entry-FP generation) StackLimit on invoke_wasm_and_catch_traps,
+//     given those offsets: EntryStoreContext.stack_limit (limit.go);
 //  3. the live check of the process (entry-FP generation): Stores on the
 //     JIT trampolines of its compiled modules, whose VMStoreContext
 //     offsets must be the binary's.

@@ -147,7 +147,7 @@ func TestChainWidening(t *testing.T) {
 // Arbitrary bytes never make the interpreter or a matcher panic or loop
 // forever.
 func FuzzDecode(f *testing.F) {
-	for _, h := range []string{entryFPWalk, tlsGet, toHost} {
+	for _, h := range []string{entryFPWalk, tlsGet, toHost, limitRestore} {
 		b, _ := hexenc.DecodeString(h)
 		f.Add(b)
 	}
@@ -160,5 +160,115 @@ func FuzzDecode(f *testing.F) {
 		Stores(c)
 		TLSAccessor(c)
 		ScanTLSGet([]Code{c})
+		StackLimit(c, knownEntryFP())
 	})
+}
+
+// Hand-written functions in the shape of invoke_wasm_and_catch_traps
+// (EntryStoreContext::enter_wasm, catch_traps and exit_wasm inlined), with
+// the EntryStoreContext at 0x10(%rsp) and the CallThreadState at
+// 0x60(%rsp); the store's VMStoreContext is at 0x40(%rdi):
+//
+//	push %rbx; sub $0x120,%rsp; mov %rdi,%rbx; lea 0x40(%rbx),%rdx
+//	mov 0x50(%rbx),%rcx; mov $1,%esi                  (the old stack limit; Some)
+//	mov %rsi,0x10(%rsp); mov %rcx,0x18(%rsp)          (esc.stack_limit)
+//	mov 0x70(%rbx),%rax; mov %rax,0x30(%rsp)          (esc.last_wasm_exit_pc)
+//	mov %rdx,0x58(%rsp)                               (esc.vm_store_context)
+//	lea 0x10(%rsp),%rax; mov %rax,0x110(%rsp)         (cts.old_state = &esc)   [noOldState: without the store]
+//	lea 0x60(%rsp),%rdi; call replace; mov %rax,0x108(%rsp)   (cts.prev)
+//	mov 0x58(%rsp),%rsi; mov 0x30(%rsp),%rax
+//	testb $1,0x10(%rsp); je 1f                        [limitCmpJNE: cmpq $0,0x10(%rsp); jne 2f; jmp 1f; 2:]  [wrongSide: jne 1f]
+//	mov 0x18(%rsp),%r8; mov %r8,0x10(%rsi)            [intoFrame: mov %r8,0x20(%rsp)]
+//	1: mov %rax,0x30(%rsi)                            (vmsc.last_wasm_exit_pc) [noExitPC: without it]
+//	add $0x120,%rsp; pop %rbx; ret
+//	replace: ret
+var (
+	limitRestore = "534881ec200100004889fb488d5340488b4b50be01000000488974241048894c2418488b437048894424304889542458488d4424104889842410010000488d7c2460e82f0000004889842408010000488b742458488b442430f64424100174094c8b4424184c894610488946304881c4200100005bc3c3"
+	limitCmpJNE  = "534881ec200100004889fb488d5340488b4b50be01000000488974241048894c2418488b437048894424304889542458488d4424104889842410010000488d7c2460e8320000004889842408010000488b742458488b44243048837c2410007502eb094c8b4424184c894610488946304881c4200100005bc3c3"
+	noOldState   = "534881ec200100004889fb488d5340488b4b50be01000000488974241048894c2418488b437048894424304889542458488d442410488d7c2460e82f0000004889842408010000488b742458488b442430f64424100174094c8b4424184c894610488946304881c4200100005bc3c3"
+	noExitPC     = "534881ec200100004889fb488d5340488b4b50be01000000488974241048894c2418488b437048894424304889542458488d4424104889842410010000488d7c2460e82b0000004889842408010000488b742458488b442430f64424100174094c8b4424184c8946104881c4200100005bc3c3"
+	wrongSide    = "534881ec200100004889fb488d5340488b4b50be01000000488974241048894c2418488b437048894424304889542458488d4424104889842410010000488d7c2460e82f0000004889842408010000488b742458488b442430f64424100175094c8b4424184c894610488946304881c4200100005bc3c3"
+	intoFrame    = "534881ec200100004889fb488d5340488b4b50be01000000488974241048894c2418488b437048894424304889542458488d4424104889842410010000488d7c2460e8300000004889842408010000488b742458488b442430f644241001740a4c8b4424184c89442420488946304881c4200100005bc3c3"
+)
+
+// knownEntryFP are the offsets the stack-limit functions above assume.
+func knownEntryFP() *Offsets {
+	d := &Offsets{Pattern: EntryFP}
+	for fl, off := range map[Field]int64{CTSStore: 0x10, CTSPrev: 0xa8, CTSOld: 0xb0, SavedExitPC: 0x20, SavedExitFP: 0x28, SavedEntry: 0x30,
+		StoreExitFP: 0x28, StoreExitPC: 0x30, StoreEntry: 0x40} {
+		d.set(fl, off, "test")
+	}
+	return d
+}
+
+func stackLimit(t *testing.T, h string, known *Offsets) (*Limit, error) {
+	t.Helper()
+	code, err := hexenc.DecodeString(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return StackLimit(Code{Name: "invoke", Addr: 0x1000, Bytes: code}, known)
+}
+
+func TestStackLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name, code, side, test string
+	}{
+		{"testb/je", limitRestore, "falls through", "invoke at 0x1059: testb $0x1,0x10(%rsp)"},
+		{"cmpq/jne", limitCmpJNE, "jumps", "invoke at 0x1059: cmpq $0x0,0x10(%rsp)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lim, err := stackLimit(t, tc.code, knownEntryFP())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lim.Tag.Off != 0 || lim.Value.Off != 8 || lim.Store.Off != 0x10 {
+				t.Errorf("tag +%#x, value +%#x, restored into +%#x; want +0, +8, +0x10", lim.Tag.Off, lim.Value.Off, lim.Store.Off)
+			}
+			for _, s := range []string{"Some when it " + tc.side + "): " + tc.test, "old_state: invoke at 0x1035: mov %rax,0x110(%rsp)"} {
+				if !strings.Contains(lim.Tag.How, s) {
+					t.Errorf("tag provenance %q does not say %q", lim.Tag.How, s)
+				}
+			}
+			if !strings.Contains(lim.Value.How, "restored into VMStoreContext+0x10 when the tag is set: ") || !strings.Contains(lim.Value.How, "mov 0x18(%rsp),%r8; invoke at ") ||
+				!strings.HasSuffix(lim.Store.How, ": mov %rax,0x30(%rsi)") {
+				t.Errorf("value provenance %q, store %q", lim.Value.How, lim.Store.How)
+			}
+			if lim.TagSet != "invoke at 0x1018: mov %rsi,0x10(%rsp)" || lim.ValueSaved != "invoke at 0x100f: mov 0x50(%rbx),%rcx" {
+				t.Errorf("entry-side evidence %q, %q", lim.TagSet, lim.ValueSaved)
+			}
+		})
+	}
+}
+
+func TestStackLimitRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, code, want string
+	}{
+		{"no old_state store", noOldState, "no frame object whose address is stored into CallThreadState.old_state (+0xb0)"},
+		{"no exit PC restore", noExitPC, "through a pointer that no store of last_wasm_exit_pc (VMStoreContext+0x30) goes through"},
+		{"restore on the None side", wrongSide, "tests the word at +0x0, but its Some side loads no other word"},
+		{"value stored into the frame", intoFrame, "stores the value word into the frame"},
+		{"no restore at all", entryFPWalk, "no frame object"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := stackLimit(t, tc.code, knownEntryFP())
+			if err == nil {
+				t.Fatal("recognised")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "invoke: pattern not recognised: ") {
+				t.Errorf("refusal %q does not say %q", err, tc.want)
+			}
+		})
+	}
+	// The restore must not land on a field already known to be another.
+	known := knownEntryFP()
+	known.set(StoreEntry, 0x10, "test")
+	if _, err := stackLimit(t, limitRestore, known); err == nil || !strings.Contains(err.Error(), "VMStoreContext+0x10, a known exit or entry field") {
+		t.Errorf("restore into a known field: err %v", err)
+	}
+	// Without the entry-FP offsets there is nothing to match against.
+	if _, err := stackLimit(t, limitRestore, &Offsets{Pattern: Seed}); err == nil {
+		t.Error("recognised with the seed generation's offsets")
+	}
 }
