@@ -122,6 +122,15 @@ struct {
 	__type(value, struct wt_process);
 } processes SEC(".maps");
 
+/* The compiled-code ranges of every traced process (wasmtrace.h,
+ * WT_RANGE_SLOTS). Written by the loader, read here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, WT_RANGE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct wt_range);
+} code_ranges SEC(".maps");
+
 /* Samples for userspace. Written here, read by the loader. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -341,26 +350,45 @@ static __always_inline void copy_stack(struct wt_copies *c, __u64 lo, __u64 hi)
 	c->stack_len = len;
 }
 
-/* Binary search of the process's sorted compiled-code ranges. */
-static __always_inline int in_ranges(const struct wt_process *p, __u64 pc)
-{
-	__u32 lo = 0, hi = p->nranges;
+/* One step of the binary search of a process's compiled-code ranges:
+ * [lo, hi) are the candidates, relative to base. */
+struct range_search {
+	__u64 pc;
+	__u32 base, lo, hi, found;
+};
 
-	if (hi > WT_MAX_RANGES)
-		hi = WT_MAX_RANGES;
-	for (int i = 0; i < WT_RANGE_SEARCH_STEPS; i++) {
-		if (lo >= hi)
-			break;
-		__u32 mid = (lo + hi) / 2;
-		const struct wt_range *r = &p->ranges[mid & (WT_MAX_RANGES - 1)];
-		if (pc < r->start)
-			hi = mid;
-		else if (pc >= r->end)
-			lo = mid + 1;
-		else
-			return 1;
+static long range_step(__u32 i, void *ctx)
+{
+	struct range_search *q = ctx;
+
+	if (q->lo >= q->hi)
+		return 1;
+	__u32 mid = q->lo + (q->hi - q->lo) / 2, key = q->base + mid;
+	const struct wt_range *r = bpf_map_lookup_elem(&code_ranges, &key);
+	if (!r)
+		return 1;
+	if (q->pc < r->start) {
+		q->hi = mid;
+	} else if (q->pc >= r->end) {
+		q->lo = mid + 1;
+	} else {
+		q->found = 1;
+		return 1;
 	}
 	return 0;
+}
+
+/* Whether pc is compiled Wasm code of process p: a binary search of its
+ * sorted ranges, with bpf_loop (an open-coded loop makes the verifier walk
+ * every path through it). */
+static __always_inline int in_ranges(const struct wt_process *p, __u64 pc)
+{
+	struct range_search q = { .pc = pc, .base = p->ranges_off, .hi = p->nranges };
+
+	if (q.hi > WT_RANGE_SLOTS)
+		q.hi = WT_RANGE_SLOTS;
+	bpf_loop(WT_RANGE_SEARCH_STEPS, range_step, &q, 0);
+	return q.found;
 }
 
 static __always_inline long finish(struct walk *w, __u8 stop)

@@ -13,10 +13,14 @@
 #define WT_MAX_FRAMES 256
 /* Most nested host->Wasm activations one sample carries. */
 #define WT_MAX_ACTIVATIONS 32
-/* Compiled-code ranges (one per module's .text) known for one process. */
-#define WT_MAX_RANGES 128
-/* Binary-search steps that cover WT_MAX_RANGES: log2(128) + 1. */
-#define WT_RANGE_SEARCH_STEPS 8
+/* Compiled-code ranges (one per module's .text) of all traced processes,
+ * in one array (the code_ranges map): each process's ranges are a sorted
+ * run of it, and the loader writes a new run before it switches a process
+ * to it, so a walk never sees a run half written. Room for a process with
+ * 100,000 modules while its next run is being written, and others. */
+#define WT_RANGE_SLOTS (1 << 19)
+/* Binary-search steps that cover a run of WT_RANGE_SLOTS: log2 + 1. */
+#define WT_RANGE_SEARCH_STEPS 20
 /* CallThreadState records followed per sample (other stores' included). */
 #define WT_MAX_CTS 64
 /* Steps of the walk's loop: one frame, one region end or one CTS each. */
@@ -51,7 +55,7 @@
 enum wt_limit {
 	WT_LIMIT_FRAMES = WT_MAX_FRAMES,
 	WT_LIMIT_ACTIVATIONS = WT_MAX_ACTIVATIONS,
-	WT_LIMIT_RANGES = WT_MAX_RANGES,
+	WT_LIMIT_RANGE_SLOTS = WT_RANGE_SLOTS,
 	WT_LIMIT_CTS = WT_MAX_CTS,
 	WT_LIMIT_STEPS = WT_MAX_STEPS,
 	WT_LIMIT_READS = WT_MAX_READS,
@@ -173,11 +177,12 @@ struct wt_stacks {
 struct wt_process {
 	struct wt_layout layout;
 	struct wt_stacks stacks;
-	__u32 nranges;
+	__u32 ranges_off;        /* the process's compiled-code ranges: code_ranges */
+	__u32 nranges;           /* [ranges_off, ranges_off + nranges), sorted, disjoint */
 	__u32 gen;               /* changes with every update; logged with verified samples */
+	__u32 _pad;
 	__u64 verify_below;      /* log the reads of a sample when a 32-bit random number
 	                            is below this: 0 never, 1 << 32 always */
-	struct wt_range ranges[WT_MAX_RANGES];
 };
 
 /* One sample, sent through the ring buffer. Only the first nframes PCs are

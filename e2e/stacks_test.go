@@ -81,26 +81,10 @@ func TestThreads(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("wasmtrace exited %d: %s", r.code, r.stderr)
 			}
-			perThread := map[string]map[string]int{}
-			for stack, n := range folded(t, r.stdout) {
-				thread, rest, _ := strings.Cut(stack, ";")
-				if !strings.HasPrefix(thread, "tid ") {
-					t.Fatalf("stack not rooted at a thread: %q", stack)
-				}
-				if perThread[thread] == nil {
-					perThread[thread] = map[string]int{}
-				}
-				perThread[thread][rest] += n
-			}
+			perThread := byThread(t, r.stdout)
 			busy := 0
 			for thread, stacks := range perThread {
-				wasm := 0
-				for stack, n := range stacks {
-					if stack != "[no Wasm]" {
-						wasm += n
-					}
-				}
-				if wasm < 20 {
+				if wasmSamples(stacks) < 20 {
 					continue // a Go runtime thread, not a Wasm worker
 				}
 				busy++
@@ -136,4 +120,32 @@ func TestModuleCompiledWhileTracing(t *testing.T) {
 			checkStacks(t, got, "late_run;late_leaf", 30)
 		})
 	}
+}
+
+// byThread splits folded stacks rooted at threads (--threads) by thread.
+func byThread(t *testing.T, out string) map[string]map[string]int {
+	t.Helper()
+	perThread := map[string]map[string]int{}
+	for stack, n := range folded(t, out) {
+		thread, rest, _ := strings.Cut(stack, ";")
+		if !strings.HasPrefix(thread, "tid ") {
+			t.Fatalf("stack not rooted at a thread: %q", stack)
+		}
+		if perThread[thread] == nil {
+			perThread[thread] = map[string]int{}
+		}
+		perThread[thread][rest] += n
+	}
+	return perThread
+}
+
+// wasmSamples counts the samples with Wasm on the stack.
+func wasmSamples(stacks map[string]int) int {
+	n := 0
+	for stack, c := range stacks {
+		if stack != "[no Wasm]" {
+			n += c
+		}
+	}
+	return n
 }

@@ -32,7 +32,7 @@ func TestLimitsAgree(t *testing.T) {
 		{"activations (sample)", walker.MaxActivations, MaxActivations},
 		{"CallThreadStates", walker.MaxCTS, int(wasmtraceWtLimitWT_LIMIT_CTS)},
 		{"loop steps", walker.MaxSteps, int(wasmtraceWtLimitWT_LIMIT_STEPS)},
-		{"ranges", MaxRanges, int(wasmtraceWtLimitWT_LIMIT_RANGES)},
+		{"ranges", MaxRanges, int(wasmtraceWtLimitWT_LIMIT_RANGE_SLOTS) / 2},
 		{"log entries", maxReads, int(wasmtraceWtLimitWT_LIMIT_READS)},
 	} {
 		if c.goV != c.bpf {
@@ -258,13 +258,13 @@ func TestEncodeVerify(t *testing.T) {
 		f     float64
 		below uint64
 	}{{0, 0}, {1, 1 << 32}, {0.5, 1 << 31}, {0.25, 1 << 30}} {
-		v, err := ProcessConfig{Layout: l, Arch: arch.AMD64, Verify: c.f}.encode()
+		v, _, err := ProcessConfig{Layout: l, Arch: arch.AMD64, Verify: c.f}.encode()
 		if err != nil || v.VerifyBelow != c.below {
 			t.Errorf("Verify %v: below %#x, %v; want %#x", c.f, v.VerifyBelow, err, c.below)
 		}
 	}
 	for _, f := range []float64{-0.1, 1.01, math.NaN()} {
-		if _, err := (ProcessConfig{Layout: l, Arch: arch.AMD64, Verify: f}).encode(); err == nil {
+		if _, _, err := (ProcessConfig{Layout: l, Arch: arch.AMD64, Verify: f}).encode(); err == nil {
 			t.Errorf("Verify %v accepted", f)
 		}
 	}
@@ -295,7 +295,7 @@ func TestEncodeSpans(t *testing.T) {
 		{"seed", seed, spans{sp(0x48, 0x28), sp(0, 0), sp(0x18, 0x18)}},
 		{"far apart", &far, spans{sp(0, 0), sp(0x20, 0x18), sp(0x28, 0x20)}},
 	} {
-		v, err := ProcessConfig{Layout: c.l, Arch: arch.AMD64}.encode()
+		v, _, err := ProcessConfig{Layout: c.l, Arch: arch.AMD64}.encode()
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -305,7 +305,7 @@ func TestEncodeSpans(t *testing.T) {
 	}
 	odd := arch.AMD64
 	odd.ReturnAddrOffset = 16
-	if _, err := (ProcessConfig{Layout: v39, Arch: odd}).encode(); err == nil {
+	if _, _, err := (ProcessConfig{Layout: v39, Arch: odd}).encode(); err == nil {
 		t.Errorf("a return address at FP+16 was accepted")
 	}
 }

@@ -23,7 +23,10 @@ import (
 const (
 	MaxFrames      = len(wasmtraceWtSample{}.Pcs)
 	MaxActivations = len(wasmtraceWtSample{}.ActStart)
-	MaxRanges      = len(wasmtraceWtProcess{}.Ranges)
+	// MaxRanges is the most compiled-code ranges one process may have:
+	// half the kernel's slots, so that its next set can be written while
+	// the kernel searches the current one.
+	MaxRanges = int(wasmtraceWtLimitWT_LIMIT_RANGE_SLOTS) / 2
 )
 
 // ErrPermission means the kernel refused to load or attach BPF: wasmtrace
@@ -43,6 +46,9 @@ type Tracer struct {
 	mu     sync.Mutex
 	gen    uint32
 	ranges map[uint32][][2]uint64
+	// Where each process's ranges are in the kernel's code_ranges.
+	slots *arena
+	runs  map[uint32]*processRuns
 }
 
 // keptConfigs is how many past configurations' ranges are remembered:
@@ -166,33 +172,82 @@ func (t *Tracer) attach(hz int) error {
 // SetProcess starts (or updates) walking the process pid with the given
 // layout and compiled-code ranges.
 func (t *Tracer) SetProcess(pid int, cfg ProcessConfig) error {
-	v, err := cfg.encode()
+	v, kr, err := cfg.encode()
 	if err != nil {
 		return fmt.Errorf("configure pid %d: %w", pid, err)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.gen++
-	v.Gen = t.gen
-	if err := t.objs.Processes.Put(uint32(pid), v); err != nil {
+	if t.slots == nil {
+		t.slots = newArena(uint32(wasmtraceWtLimitWT_LIMIT_RANGE_SLOTS))
+		t.runs = map[uint32]*processRuns{}
+		t.ranges = map[uint32][][2]uint64{}
+	}
+	pr := t.runs[uint32(pid)]
+	if pr == nil {
+		pr = &processRuns{}
+		t.runs[uint32(pid)] = pr
+	}
+	// The run the previous update retired is no longer read by any walk.
+	t.slots.release(pr.retired)
+	pr.retired = slotRun{}
+	run, err := t.writeRanges(kr)
+	if err != nil {
 		return fmt.Errorf("configure pid %d: %w", pid, err)
 	}
-	if t.ranges == nil {
-		t.ranges = make(map[uint32][][2]uint64)
+	t.gen++
+	v.Gen, v.RangesOff = t.gen, run.off
+	if err := t.objs.Processes.Put(uint32(pid), v); err != nil {
+		t.slots.release(run)
+		return fmt.Errorf("configure pid %d: %w", pid, err)
 	}
-	r := make([][2]uint64, v.Nranges)
+	pr.cur, pr.retired = run, pr.cur
+	r := make([][2]uint64, len(kr))
 	for i := range r {
-		r[i] = [2]uint64{v.Ranges[i].Start, v.Ranges[i].End}
+		r[i] = [2]uint64{kr[i].Start, kr[i].End}
 	}
 	t.ranges[t.gen] = r
 	delete(t.ranges, t.gen-keptConfigs)
 	return nil
 }
 
+// writeRanges writes ranges into a fresh run of code_ranges.
+func (t *Tracer) writeRanges(ranges []wasmtraceWtRange) (slotRun, error) {
+	if len(ranges) == 0 {
+		return slotRun{}, nil
+	}
+	run, err := t.slots.alloc(uint32(len(ranges)))
+	if err != nil {
+		return run, err
+	}
+	keys := make([]uint32, len(ranges))
+	for i := range keys {
+		keys[i] = run.off + uint32(i)
+	}
+	if _, err := t.objs.CodeRanges.BatchUpdate(keys, ranges, nil); err != nil {
+		t.slots.release(run)
+		return slotRun{}, fmt.Errorf("write %d compiled-code ranges: %w", len(ranges), err)
+	}
+	return run, nil
+}
+
 // RemoveProcess stops walking pid.
 func (t *Tracer) RemoveProcess(pid int) error {
 	if err := t.objs.Processes.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("forget pid %d: %w", pid, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if pr := t.runs[uint32(pid)]; pr != nil {
+		// A walk that read the configuration just deleted may still
+		// search its runs for a moment: they go back after a while.
+		delete(t.runs, uint32(pid))
+		time.AfterFunc(time.Second, func() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			t.slots.release(pr.cur)
+			t.slots.release(pr.retired)
+		})
 	}
 	return nil
 }

@@ -28,37 +28,38 @@ type ProcessConfig struct {
 	Verify float64
 }
 
-func (c ProcessConfig) encode() (*wasmtraceWtProcess, error) {
+func (c ProcessConfig) encode() (*wasmtraceWtProcess, []wasmtraceWtRange, error) {
 	l := c.Layout
 	if l == nil {
-		return nil, fmt.Errorf("no layout")
+		return nil, nil, fmt.Errorf("no layout")
 	}
 	if err := l.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(c.Ranges) > MaxRanges {
-		return nil, fmt.Errorf("%d compiled-code ranges, the kernel walker holds %d", len(c.Ranges), MaxRanges)
+		return nil, nil, fmt.Errorf("%d compiled-code ranges, the kernel walker holds %d per process", len(c.Ranges), MaxRanges)
 	}
 	// The kernel binary-searches the ranges: sort them, and refuse
 	// overlaps, which would make the search miss.
 	if !(c.Verify >= 0 && c.Verify <= 1) {
-		return nil, fmt.Errorf("verification fraction %v is not between 0 and 1", c.Verify)
+		return nil, nil, fmt.Errorf("verification fraction %v is not between 0 and 1", c.Verify)
 	}
 	ranges := slices.Clone(c.Ranges)
 	slices.SortFunc(ranges, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
 	v := &wasmtraceWtProcess{Nranges: uint32(len(ranges))}
 	if c.Stacks.TCBBlock > math.MaxUint32-8 {
-		return nil, fmt.Errorf("TCB stack block offset %#x out of range", c.Stacks.TCBBlock)
+		return nil, nil, fmt.Errorf("TCB stack block offset %#x out of range", c.Stacks.TCBBlock)
 	}
 	v.Stacks = wasmtraceWtStacks{MainLo: c.Stacks.MainLo, MainHi: c.Stacks.MainHi, TcbBlock: uint32(c.Stacks.TCBBlock)}
 	// A sample is logged when a uniform 32-bit random number is below
 	// VerifyBelow: 1<<32 logs all.
 	v.VerifyBelow = uint64(math.Round(c.Verify * (1 << 32)))
+	kr := make([]wasmtraceWtRange, len(ranges))
 	for i, r := range ranges {
 		if r[1] <= r[0] || (i > 0 && r[0] < ranges[i-1][1]) {
-			return nil, fmt.Errorf("compiled-code range %#x-%#x is empty or overlaps another", r[0], r[1])
+			return nil, nil, fmt.Errorf("compiled-code range %#x-%#x is empty or overlaps another", r[0], r[1])
 		}
-		v.Ranges[i] = wasmtraceWtRange{Start: r[0], End: r[1]}
+		kr[i] = wasmtraceWtRange{Start: r[0], End: r[1]}
 	}
 	k := &v.Layout
 	k.BoundKind = uint32(wasmtraceWtBoundKindWT_BOUND_ENTRY_FP)
@@ -87,13 +88,13 @@ func (c ProcessConfig) encode() (*wasmtraceWtProcess, error) {
 	a := c.Arch
 	// The kernel reads a frame record from its stack copy as two words.
 	if offs := [2]uint64{a.ReturnAddrOffset, a.NextOlderFPOffset}; offs != [2]uint64{8, 0} && offs != [2]uint64{0, 8} {
-		return nil, fmt.Errorf("frame record with the return address at +%d and the caller's FP at +%d: the kernel walker reads them as two words at FP",
+		return nil, nil, fmt.Errorf("frame record with the return address at +%d and the caller's FP at +%d: the kernel walker reads them as two words at FP",
 			a.ReturnAddrOffset, a.NextOlderFPOffset)
 	}
 	k.RaOffset, k.FpOffset = uint32(a.ReturnAddrOffset), uint32(a.NextOlderFPOffset)
 	k.FpAlign = a.FPAlign
 	k.SeedGap, k.SeedSpAlign, k.SeedSpRem = a.SeedEntrySPGap, a.SeedEntrySPAlign, a.SeedEntrySPRem
-	return v, nil
+	return v, kr, nil
 }
 
 // span is the bytes of a record that hold the words at offsets, for the

@@ -86,7 +86,7 @@ type wasmtraceWtLimit uint32
 const (
 	wasmtraceWtLimitWT_LIMIT_FRAMES         wasmtraceWtLimit = 256
 	wasmtraceWtLimitWT_LIMIT_ACTIVATIONS    wasmtraceWtLimit = 32
-	wasmtraceWtLimitWT_LIMIT_RANGES         wasmtraceWtLimit = 128
+	wasmtraceWtLimitWT_LIMIT_RANGE_SLOTS    wasmtraceWtLimit = 524288
 	wasmtraceWtLimitWT_LIMIT_CTS            wasmtraceWtLimit = 64
 	wasmtraceWtLimitWT_LIMIT_STEPS          wasmtraceWtLimit = 352
 	wasmtraceWtLimitWT_LIMIT_READS          wasmtraceWtLimit = 1024
@@ -108,10 +108,11 @@ type wasmtraceWtProcess struct {
 	_           structs.HostLayout
 	Layout      wasmtraceWtLayout
 	Stacks      wasmtraceWtStacks
+	RangesOff   uint32
 	Nranges     uint32
 	Gen         uint32
+	Pad         uint32
 	VerifyBelow uint64
-	Ranges      [128]wasmtraceWtRange
 }
 
 type wasmtraceWtRange struct {
@@ -239,6 +240,7 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	wasmtraceMapCodeRanges        = "code_ranges"
 	wasmtraceMapCopies            = "copies"
 	wasmtraceMapCounters          = "counters"
 	wasmtraceMapOffcpu            = "offcpu"
@@ -318,6 +320,7 @@ type wasmtraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type wasmtraceMapSpecs struct {
+	CodeRanges  *ebpf.MapSpec `ebpf:"code_ranges"`
 	Copies      *ebpf.MapSpec `ebpf:"copies"`
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
 	Offcpu      *ebpf.MapSpec `ebpf:"offcpu"`
@@ -365,6 +368,7 @@ func (o *wasmtraceObjects) Close() error {
 //
 // It can be passed to loadWasmtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type wasmtraceMaps struct {
+	CodeRanges  *ebpf.Map `ebpf:"code_ranges"`
 	Copies      *ebpf.Map `ebpf:"copies"`
 	Counters    *ebpf.Map `ebpf:"counters"`
 	Offcpu      *ebpf.Map `ebpf:"offcpu"`
@@ -379,6 +383,7 @@ type wasmtraceMaps struct {
 
 func (m *wasmtraceMaps) Close() error {
 	return _WasmtraceClose(
+		m.CodeRanges,
 		m.Copies,
 		m.Counters,
 		m.Offcpu,

@@ -41,9 +41,9 @@ const (
 )
 
 // FindStacks establishes Stacks for process pid from its memory map, its
-// stack limit and the glibc thread control blocks of its threads (thread
-// pointer by thread id). how says what was found, for a layout fact.
-func FindStacks(mem Memory, pid int, maps []Mapping, tps map[int]uint64) (st Stacks, how string) {
+// stack limit and the glibc thread control blocks of its threads (their
+// thread pointers). how says what was found, for a layout fact.
+func FindStacks(mem Memory, pid int, maps []Mapping, tcbs []uint64) (st Stacks, how string) {
 	maps = sortedMaps(maps)
 	var parts []string
 	for i, m := range maps {
@@ -65,7 +65,7 @@ func FindStacks(mem Memory, pid int, maps []Mapping, tps map[int]uint64) (st Sta
 	if !st.mainKnown() {
 		parts = append(parts, "no [stack] mapping for the main thread")
 	}
-	off, n, why := findTCBBlock(mem, pid, maps, tps)
+	off, n, why := findTCBBlock(mem, maps, tcbs)
 	st.TCBBlock = off
 	if off != 0 {
 		parts = append(parts, fmt.Sprintf("other threads' from glibc's struct pthread +%#x (stackblock, stackblock_size; agrees on %d threads)", off, n))
@@ -75,22 +75,16 @@ func FindStacks(mem Memory, pid int, maps []Mapping, tps map[int]uint64) (st Sta
 	return st, strings.Join(parts, "; ")
 }
 
-// findTCBBlock finds the offset at which every thread other than the main
-// one holds a (start, size) pair naming the mapping its TCB lies in.
-func findTCBBlock(mem Memory, pid int, maps []Mapping, tps map[int]uint64) (off uint64, agree int, why string) {
-	tids := make([]int, 0, len(tps))
-	for tid := range tps {
-		if tid != pid {
-			tids = append(tids, tid)
-		}
-	}
-	if len(tids) == 0 {
+// findTCBBlock finds the offset at which the TCB of every thread but the
+// main one holds a (start, size) pair naming the mapping the TCB lies in.
+// The main thread's TCB is not in its stack (and its pair is 0), so one
+// TCB may disagree.
+func findTCBBlock(mem Memory, maps []Mapping, tcbs []uint64) (off uint64, agree int, why string) {
+	if len(tcbs) < 2 {
 		return 0, 0, "the process has no thread besides the main one"
 	}
-	sort.Ints(tids)
 	candidates := map[uint64]int{}
-	for _, tid := range tids {
-		tp := tps[tid]
+	for _, tp := range tcbs {
 		m := mappingAt(maps, tp)
 		if m == nil {
 			continue
@@ -110,12 +104,12 @@ func findTCBBlock(mem Memory, pid int, maps []Mapping, tps map[int]uint64) (off 
 		}
 	}
 	for k, n := range candidates {
-		if n == len(tids) && (off == 0 || k < off) {
+		if n >= len(tcbs)-1 && (off == 0 || k < off) {
 			off, agree = k, n
 		}
 	}
 	if off == 0 {
-		return 0, 0, fmt.Sprintf("no offset in the TCBs of %d threads holds the bounds of their stacks", len(tids))
+		return 0, 0, fmt.Sprintf("no offset in the TCBs of %d threads holds the bounds of their stacks", len(tcbs))
 	}
 	return off, agree, ""
 }
@@ -174,15 +168,11 @@ func StacksOf(pid int) (Stacks, string) {
 	if err != nil {
 		return Stacks{}, "not found: " + err.Error()
 	}
-	tids, err := Threads(pid)
-	if err != nil {
-		return Stacks{}, "not found: " + err.Error()
-	}
 	mem := ProcessMemory{PID: pid}
-	tps, how := ThreadPointers(mem, maps, tids)
-	if len(tps) == 0 {
-		st, found := FindStacks(mem, pid, maps, nil)
-		return st, found + " (thread pointers: " + how + ")"
+	tcbs, why := TCBs(mem, maps)
+	st, how := FindStacks(mem, pid, maps, tcbs)
+	if len(tcbs) == 0 {
+		how += " (" + why + ")"
 	}
-	return FindStacks(mem, pid, maps, tps)
+	return st, how
 }

@@ -28,20 +28,20 @@ func (p *pages) word(addr, v uint64) {
 
 // A process shaped like a glibc one: a main stack, and threads whose
 // stacks are a guard page and a mapping with the TCB near its top.
-func glibcProcess(blockOff uint64, threads int) (*pages, map[int]uint64) {
+func glibcProcess(blockOff uint64, threads int) (*pages, []uint64) {
 	p := &pages{data: map[uint64][]byte{}}
 	add := func(lo, hi uint64, perms, path string) {
 		p.maps = append(p.maps, Mapping{Start: lo, End: hi, Perms: perms, Path: path})
 		p.data[lo] = make([]byte, hi-lo)
 	}
-	tps := map[int]uint64{}
+	var tps []uint64
 	base := uint64(0x7f0000000000)
 	for i := range threads {
 		guard := base + uint64(i)*0x110000
 		add(guard, guard+0x1000, "---p", "")
 		add(guard+0x1000, guard+0x101000, "rw-p", "")
 		tp := guard + 0x101000 - 0x940
-		tps[101+i] = tp
+		tps = append(tps, tp)
 		p.word(tp+blockOff, guard)
 		p.word(tp+blockOff+8, 0x101000)
 		// A decoy pair that holds only for some threads.
@@ -56,7 +56,7 @@ func glibcProcess(blockOff uint64, threads int) (*pages, map[int]uint64) {
 
 func TestFindStacks(t *testing.T) {
 	p, tps := glibcProcess(0x690, 3)
-	tps[100] = 0x7f00ffff0000 // the main thread: its TCB is not in its stack
+	tps = append(tps, 0x7f00ffff0000) // the main thread's: not in its stack
 	st, how := FindStacks(p, 100, p.maps, tps)
 	if st.TCBBlock != 0x690 {
 		t.Errorf("TCB block at %#x, want 0x690 (%s)", st.TCBBlock, how)
@@ -68,14 +68,15 @@ func TestFindStacks(t *testing.T) {
 	// Nothing to go on: no other thread, no [stack].
 	p, _ = glibcProcess(0x690, 0)
 	p.maps = nil
-	st, how = FindStacks(p, 100, nil, map[int]uint64{100: 0x1000})
+	st, how = FindStacks(p, 100, nil, []uint64{0x1000})
 	if st != (Stacks{}) || how == "" {
 		t.Errorf("found %+v in nothing (%s)", st, how)
 	}
 
-	// Threads that disagree: no offset.
-	p, tps = glibcProcess(0x690, 2)
-	p.word(tps[102]+0x690, 0)
+	// Threads that disagree (more than the main one could): no offset.
+	p, tps = glibcProcess(0x690, 4)
+	p.word(tps[1]+0x690, 0)
+	p.word(tps[2]+0x698, 0)
 	if st, how := FindStacks(p, 100, p.maps, tps); st.TCBBlock != 0 {
 		t.Errorf("found %#x where threads disagree (%s)", st.TCBBlock, how)
 	}

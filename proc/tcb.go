@@ -24,6 +24,39 @@ const (
 // ThreadPointers returns the thread pointer of each of the threads tids, by
 // thread id, and how they were found (or why not).
 func ThreadPointers(mem Memory, maps []Mapping, tids []int) (map[int]uint64, string) {
+	tcbs, why := TCBs(mem, maps)
+	if len(tcbs) == 0 {
+		return nil, why
+	}
+	isTid := map[uint32]bool{}
+	for _, t := range tids {
+		isTid[uint32(t)] = true
+	}
+	// The offset of the thread id in struct pthread differs between glibc
+	// versions: find the one where every TCB holds a distinct id.
+	for k := uint64(0x100); k < tidScanEnd; k += 4 {
+		out := map[int]uint64{}
+		for _, x := range tcbs {
+			var b [4]byte
+			if _, err := mem.ReadAt(b[:], x+k); err != nil {
+				break
+			}
+			t := binary.LittleEndian.Uint32(b[:])
+			if !isTid[t] {
+				break
+			}
+			out[int(t)] = x
+		}
+		if len(out) == len(tcbs) {
+			return out, fmt.Sprintf("glibc TCBs, thread id at +%#x", k)
+		}
+	}
+	return nil, fmt.Sprintf("%d self-pointing TCBs, but no offset holds their thread ids (a PID namespace numbers them otherwise)", len(tcbs))
+}
+
+// TCBs returns the addresses of the process's glibc thread control blocks
+// (its threads' pointers), or why none were found.
+func TCBs(mem Memory, maps []Mapping) ([]uint64, string) {
 	type cand struct{ addr, guard uint64 }
 	var cands []cand
 	for _, m := range maps {
@@ -59,30 +92,7 @@ func ThreadPointers(mem Memory, maps []Mapping, tids []int) (map[int]uint64, str
 			tcbs = a
 		}
 	}
-	isTid := map[uint32]bool{}
-	for _, t := range tids {
-		isTid[uint32(t)] = true
-	}
-	// The offset of the thread id in struct pthread differs between glibc
-	// versions: find the one where every TCB holds a distinct id.
-	for k := uint64(0x100); k < tidScanEnd; k += 4 {
-		out := map[int]uint64{}
-		for _, x := range tcbs {
-			var b [4]byte
-			if _, err := mem.ReadAt(b[:], x+k); err != nil {
-				break
-			}
-			t := binary.LittleEndian.Uint32(b[:])
-			if !isTid[t] {
-				break
-			}
-			out[int(t)] = x
-		}
-		if len(out) == len(tcbs) {
-			return out, fmt.Sprintf("glibc TCBs, thread id at +%#x", k)
-		}
-	}
-	return nil, fmt.Sprintf("%d self-pointing TCBs, but no offset holds their thread ids", len(tcbs))
+	return tcbs, ""
 }
 
 func le(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }

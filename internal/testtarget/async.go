@@ -1,8 +1,6 @@
 package testtarget
 
 import (
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -15,16 +13,5 @@ import (
 func AsyncBin(tb testing.TB, version string) string {
 	tb.Helper()
 	dir := filepath.Join(Root(), "testdata/async/bin")
-	bin := filepath.Join(dir, "async-"+version)
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if testing.Short() && !InCI() {
-		tb.Skipf("%s not built (make targets); skipped in -short mode", bin)
-	}
-	out, err := exec.Command(filepath.Join(Root(), "testdata/async/build.sh"), version, dir).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("build async target %s: %v\n%s", version, err, out)
-	}
-	return bin
+	return built(tb, filepath.Join(dir, "async-"+version), "testdata/async/build.sh", version, dir)
 }

@@ -1,7 +1,6 @@
 package testtarget
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -32,18 +31,7 @@ const (
 // it with build.sh when missing, like Bin.
 func ComponentBin(tb testing.TB, version string) string {
 	tb.Helper()
-	bin := filepath.Join(Root(), "testdata/component/bin", "component-"+version)
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if testing.Short() && !InCI() {
-		tb.Skipf("%s not built (make targets); skipped in -short mode", bin)
-	}
-	out, err := exec.Command(filepath.Join(Root(), "testdata/component/build.sh"), version).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("build component target %s: %v\n%s", version, err, out)
-	}
-	return bin
+	return built(tb, filepath.Join(Root(), "testdata/component/bin", "component-"+version), "testdata/component/build.sh", version)
 }
 
 // ComponentWasm returns testdata/component/cache/NAME, running wasm.sh
@@ -67,38 +55,7 @@ func ComponentWasm(tb testing.TB, name string) string {
 // component in about 35 s on an idle machine.
 func StartComponent(tb testing.TB, bin, wasm, export string) *exec.Cmd {
 	tb.Helper()
-	cmd := exec.Command(bin, "-component", wasm, "-export", export)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", bin, err)
-	}
-	tb.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == "ready" {
-				ready <- true
-			}
-		}
-		close(ready)
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			tb.Fatalf("%s on %s exited before ready", bin, filepath.Base(wasm))
-		}
-	case <-time.After(5 * time.Minute):
-		tb.Fatalf("%s on %s did not print ready within 5 minutes", bin, filepath.Base(wasm))
-	}
-	return cmd
+	return StartWithin(tb, 5*time.Minute, bin, "-component", wasm, "-export", export)
 }
 
 // CoreModule is what a component binary says about one of its core

@@ -41,22 +41,28 @@ func RequireRoot(tb testing.TB) {
 func Bin(tb testing.TB, version string, stripped bool) string {
 	tb.Helper()
 	bin := filepath.Join(Root(), "testdata/targets/bin", "target-"+version)
+	args := []string{version, filepath.Dir(bin)}
 	if stripped {
 		bin += "-stripped"
+		args = append(args, "stripped")
 	}
+	return built(tb, bin, "testdata/targets/build.sh", args...)
+}
+
+// built returns bin, running the repository's script with args to build
+// it when it is missing: in -short mode outside CI, a missing bin skips
+// the test instead.
+func built(tb testing.TB, bin, script string, args ...string) string {
+	tb.Helper()
 	if _, err := os.Stat(bin); err == nil {
 		return bin
 	}
 	if testing.Short() && !InCI() {
 		tb.Skipf("%s not built (make targets); skipped in -short mode", bin)
 	}
-	args := []string{version, filepath.Dir(bin)}
-	if stripped {
-		args = append(args, "stripped")
-	}
-	out, err := exec.Command(filepath.Join(Root(), "testdata/targets/build.sh"), args...).CombinedOutput()
+	out, err := exec.Command(filepath.Join(Root(), script), args...).CombinedOutput()
 	if err != nil {
-		tb.Fatalf("build target %s: %v\n%s", version, err, out)
+		tb.Fatalf("build %s: %v\n%s", filepath.Base(bin), err, out)
 	}
 	return bin
 }
@@ -64,6 +70,12 @@ func Bin(tb testing.TB, version string, stripped bool) string {
 // Start runs bin with args, waits for its "ready" line, and kills it when
 // the test ends.
 func Start(tb testing.TB, bin string, args ...string) *exec.Cmd {
+	tb.Helper()
+	return StartWithin(tb, 30*time.Second, bin, args...)
+}
+
+// StartWithin is Start, waiting up to timeout for "ready".
+func StartWithin(tb testing.TB, timeout time.Duration, bin string, args ...string) *exec.Cmd {
 	tb.Helper()
 	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
@@ -86,11 +98,15 @@ func Start(tb testing.TB, bin string, args ...string) *exec.Cmd {
 				ready <- true
 			}
 		}
+		close(ready)
 	}()
 	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		tb.Fatalf("%s %v did not print ready within 30s", bin, args)
+	case ok := <-ready:
+		if !ok {
+			tb.Fatalf("%s %v exited before ready", bin, args)
+		}
+	case <-time.After(timeout):
+		tb.Fatalf("%s %v did not print ready within %s", bin, args, timeout)
 	}
 	return cmd
 }
