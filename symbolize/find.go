@@ -24,7 +24,8 @@ const (
 // this package does not know.
 var ErrNoImage = errors.New("no compiled-module image found")
 
-// ImageError reports an executable anonymous mapping that was skipped.
+// ImageError reports an executable mapping that was skipped: an anonymous
+// one, or one of a file that holds a Wasmtime image.
 type ImageError struct {
 	Text proc.Mapping // the executable mapping
 	Base uint64       // address of the rejected ELF header, 0 if none found
@@ -32,10 +33,14 @@ type ImageError struct {
 }
 
 func (e *ImageError) Error() string {
-	if e.Base == 0 {
-		return fmt.Sprintf("executable mapping %#x-%#x: %v", e.Text.Start, e.Text.End, e.Err)
+	what := "executable mapping"
+	if !e.Text.Anonymous() {
+		what += " of " + e.Text.Path
 	}
-	return fmt.Sprintf("executable mapping %#x-%#x, image at %#x: %v", e.Text.Start, e.Text.End, e.Base, e.Err)
+	if e.Base == 0 {
+		return fmt.Sprintf("%s %#x-%#x: %v", what, e.Text.Start, e.Text.End, e.Err)
+	}
+	return fmt.Sprintf("%s %#x-%#x, image at %#x: %v", what, e.Text.Start, e.Text.End, e.Base, e.Err)
 }
 
 func (e *ImageError) Unwrap() error { return e.Err }
@@ -59,8 +64,8 @@ func FindModules(mem proc.Memory, maps []proc.Mapping) ([]*Module, error) {
 func EachModule(mem proc.Memory, maps []proc.Mapping, yield func(*Module) bool) error {
 	maps = sortedMaps(maps)
 	var errs []error
-	for i, m := range maps {
-		if !isTextCandidate(m) {
+	for i := range maps {
+		if !textCandidate(mem, maps, i) {
 			continue
 		}
 		mod, err := locate(mem, maps, i)
@@ -75,14 +80,29 @@ func EachModule(mem proc.Memory, maps []proc.Mapping, yield func(*Module) bool) 
 	return errors.Join(errs...)
 }
 
-// isTextCandidate reports mappings that may hold a module's .text:
-// anonymous and r-x. Wasmtime publishes code read-only; writable and
-// executable memory is something else, typically the thread stacks of a
-// program linked against an object without .note.GNU-stack (Wasmtime 3's
-// libwasmtime.a does that to every wasmtime-go program).
+// textCandidate reports whether maps[i] may hold a module's .text: an
+// anonymous r-x mapping (isTextCandidate), or an r-x mapping of a file
+// that holds a Wasmtime image (fileTextCandidate). Shared libraries and
+// executables are not candidates, and cost one 64-byte read each.
+func textCandidate(mem proc.Memory, maps []proc.Mapping, i int) bool {
+	if maps[i].Anonymous() {
+		return isTextCandidate(maps[i])
+	}
+	return fileTextCandidate(mem, maps, i)
+}
+
+// isTextCandidate reports anonymous mappings that may hold a module's
+// .text: anonymous and r-x. Wasmtime publishes code read-only; writable
+// and executable memory is something else, typically the thread stacks
+// of a program linked against an object without .note.GNU-stack
+// (Wasmtime 3's libwasmtime.a does that to every wasmtime-go program).
 func isTextCandidate(m proc.Mapping) bool {
-	return m.Anonymous() && m.Executable() && m.Readable() &&
-		(len(m.Perms) < 2 || m.Perms[1] != 'w') && m.End > m.Start
+	return m.Anonymous() && readExec(m)
+}
+
+// readExec reports r-x mappings: readable, executable, not writable.
+func readExec(m proc.Mapping) bool {
+	return m.Executable() && m.Readable() && (len(m.Perms) < 2 || m.Perms[1] != 'w') && m.End > m.Start
 }
 
 func sortedMaps(maps []proc.Mapping) []proc.Mapping {
@@ -108,6 +128,9 @@ func imageMemory(m proc.Mapping) bool { return m.Anonymous() && m.Readable() }
 //     contain ELF files, which is why a hit that does not fit is passed
 //     over rather than fatal.
 func locate(mem proc.Memory, maps []proc.Mapping, ti int) (*Module, error) {
+	if !maps[ti].Anonymous() {
+		return locateFile(mem, maps, ti)
+	}
 	text := maps[ti]
 	low := text.Start
 	for j := ti - 1; j >= 0 && maps[j].End == low && imageMemory(maps[j]); j-- {

@@ -2,7 +2,8 @@
 // the compiled modules it keeps in the target's memory.
 //
 // Wasmtime compiles every module into a complete ELF image (an ET_REL
-// object) and keeps it in anonymous memory for as long as the module lives:
+// object) and keeps it in anonymous memory for as long as the module lives
+// (or, deserialized from a file, in a mapping of that file):
 //
 //	base                           ELF header, then small sections
 //	base + .text sh_offset         .text, page aligned, mapped r-x
@@ -17,7 +18,11 @@
 // the text; in Wasmtime 3 the header page can be merged by the kernel into
 // a neighbouring anonymous mapping. Both are handled the same way: scan
 // backwards page by page from the text mapping for "\x7fELF", parse, and
-// keep the image only if its .text lands inside that mapping.
+// keep the image only if its .text lands inside that mapping. An image
+// can also be a file mapped whole (Module::deserialize_file maps the
+// .cwasm file): an r-x mapping of a file whose offset 0, mapped right
+// below, holds a Wasmtime ELF header; it is read from memory all the same
+// (see file.go).
 //
 // Naming: Wasmtime 37 and later name symbols
 // wasm[M]::function[I]::NAME, wasm[M]::function[I] (no name),
@@ -100,6 +105,13 @@ type Module struct {
 	Version string
 	// Funcs are sorted by Start and do not overlap.
 	Funcs []Func
+	// File is the file the image is mapped from, named as /proc/PID/maps
+	// names it (with " (deleted)" once unlinked): Module::deserialize_file
+	// maps a .cwasm file itself. "" for an image in anonymous memory:
+	// compiled in process, deserialized from bytes or loaded from
+	// Wasmtime's cache, which leave the same bytes in the same kind of
+	// memory (see Origin).
+	File string
 	// Component is set for a component image: its core modules. Name is
 	// then "" (Wasmtime keeps no name of the component), and
 	// Symbolizer.Lookup answers for the code of core module N with a

@@ -62,7 +62,7 @@ func (s *Symbolizer) Refresh() (added int, err error) {
 	var errs []error
 	failed := make(map[[2]uint64]struct{})
 	for i, m := range maps {
-		if !isTextCandidate(m) {
+		if !textCandidate(s.mem, maps, i) {
 			continue
 		}
 		if mod := s.stillThere(old, m); mod != nil {

@@ -22,7 +22,9 @@ Shows what wasmtrace found in the process: the Wasmtime version and
 generation, where its per-thread state lives, each offset with the
 instruction of the binary it was decoded from and how it was cross-checked
 (the table of verified builds, the process's JIT code, its live memory),
-and the compiled modules in memory. Reads only; the process is not stopped.
+and the compiled modules, each with where its code came from: "in
+memory" (compiled in process or deserialized from bytes) or "mapped from
+FILE" (a precompiled .cwasm file). Reads only; the process is not stopped.
 
 `)
 		fs.PrintDefaults()
@@ -80,9 +82,9 @@ and the compiled modules in memory. Reads only; the process is not stopped.
 				value = "none"
 			}
 		}
-		fmt.Fprintf(stdout, "  %-30s %-8s %-18s %s\n", name, value, "["+checkTags(f.Check)+"]", f.How)
+		fmt.Fprintf(stdout, "  %-30s %-8s %-26s %s\n", name, value, "["+checkTags(f.Check)+"]", f.How)
 		if *verbose && f.Check != "" {
-			fmt.Fprintf(stdout, "  %-30s %-8s %-18s checks: %s\n", "", "", "", f.Check)
+			fmt.Fprintf(stdout, "  %-30s %-8s %-26s checks: %s\n", "", "", "", f.Check)
 		}
 	}
 	if len(l.Live) > 0 {
@@ -91,6 +93,8 @@ and the compiled modules in memory. Reads only; the process is not stopped.
 			fmt.Fprintf(stdout, "  %s: %s\n", f.What, f.How)
 		}
 	}
+	// Where threads' own stacks are: what tells them from fiber stacks.
+	fmt.Fprintf(stdout, "\nThreads' own stacks: %s\n", t.StacksHow)
 
 	mods := t.Syms.Modules()
 	fmt.Fprintf(stdout, "\n%d compiled modules in memory\n", len(mods))
@@ -113,6 +117,7 @@ and the compiled modules in memory. Reads only; the process is not stopped.
 			name = "(unnamed)"
 		}
 		fmt.Fprintf(stdout, "  %#x  text %#x-%#x  %-16s %s\n", m.Base, m.TextStart, m.TextEnd, name, inspectCounts(m, n, tramp, adapters))
+		fmt.Fprintf(stdout, "      code: %s\n", codeOrigin(m))
 		if m.Component != nil {
 			for _, c := range m.Component.Cores {
 				fmt.Fprintf(stdout, "      core module %-4d %-16s %s\n", c.Index, coreModuleName(c), plural(c.Funcs, "function"))
@@ -132,6 +137,17 @@ and the compiled modules in memory. Reads only; the process is not stopped.
 		}
 	}
 	return nil
+}
+
+// codeOrigin says where a module's code came from. Module::new and
+// Module::deserialize (and Wasmtime's compilation cache, which
+// deserializes what it read) leave byte-identical images in anonymous
+// memory: nothing tells them apart.
+func codeOrigin(m *symbolize.Module) string {
+	if m.File != "" {
+		return m.Origin() + " (precompiled, Module::deserialize_file)"
+	}
+	return m.Origin() + " (compiled in process or deserialized from bytes)"
 }
 
 // inspectCounts summarises a module's code: "12 functions, 8

@@ -12,8 +12,12 @@
 //
 // Command line:
 //
-//	-scenario NAME   chain|nested|hostburn|recursion|threads|late|all|idle,
-//	                 or one of the benchmark scenarios deep|modules (default all)
+//	-scenario NAME   chain|nested|hostburn|recursion|threads|late|all|idle|
+//	                 precompiled|deserialized, or one of the benchmark
+//	                 scenarios deep|modules (default all)
+//	-cwasm PATH      precompiled: where the serialized module is written
+//	                 (default: a new temporary directory, removed on
+//	                 SIGTERM/SIGINT)
 //	-threads N       number of OS threads for the threads scenario (default 3)
 //	-late DURATION   delay before the late module starts (default 2s)
 //	-depth N         deep: exact number of Wasm frames on the stack (default 30)
@@ -48,6 +52,14 @@
 //	           module is compiled only after -late)
 //	all        chain, nested, hostburn and recursion at once, one thread each
 //	idle       no Wasm on any stack (module instantiated, never called)
+//	precompiled  run;chain_a;chain_b;chain_c  from a copy of the main module
+//	           loaded with NewModuleDeserializeFile: the main module is
+//	           serialized to the -cwasm file at start-up, which Wasmtime then
+//	           maps (file-backed code); the compiled main module stays
+//	           loaded but is never called
+//	deserialized run;chain_a;chain_b;chain_c  likewise from a copy loaded
+//	           with NewModuleDeserialize from the serialized bytes (copied
+//	           into anonymous memory)
 //
 // Only the leaf functions (chain_c, inner_leaf, rec at n==0, late_leaf, and
 // the Go function behind host.burn) burn CPU; every intermediate function
@@ -80,6 +92,8 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -283,6 +297,52 @@ func compile(wat string) *wasmtime.Module {
 	return m
 }
 
+// reload serializes mainModule and loads it back: from a .cwasm file at
+// path that Wasmtime maps (path != ""), or from the bytes.
+func reload(path string) *wasmtime.Module {
+	b, err := mainModule.Serialize()
+	if err != nil {
+		log.Fatalf("serialize: %v", err)
+	}
+	if path == "" {
+		m, err := wasmtime.NewModuleDeserialize(engine, b)
+		if err != nil {
+			log.Fatalf("deserialize: %v", err)
+		}
+		return m
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		log.Fatalf("write %s: %v", path, err)
+	}
+	m, err := wasmtime.NewModuleDeserializeFile(engine, path)
+	if err != nil {
+		log.Fatalf("deserialize %s: %v", path, err)
+	}
+	return m
+}
+
+// cwasmPath returns where the precompiled scenario writes its module:
+// flagPath, or a file in a new temporary directory that is removed when
+// the program is ended by SIGTERM or SIGINT.
+func cwasmPath(flagPath string) string {
+	if flagPath != "" {
+		return flagPath
+	}
+	dir, err := os.MkdirTemp("", "wasmtrace-target-")
+	if err != nil {
+		log.Fatalf("temporary directory: %v", err)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sig
+		os.RemoveAll(dir)
+		signal.Reset()
+		syscall.Kill(os.Getpid(), s.(syscall.Signal))
+	}()
+	return filepath.Join(dir, "wasmtrace_target.cwasm")
+}
+
 // burnGo busy-loops in Go for about d.
 func burnGo(d time.Duration) {
 	x := sink | 1
@@ -347,11 +407,14 @@ func loopExport(store *wasmtime.Store, inst *wasmtime.Instance, name string, sta
 
 // spawn runs export name of a fresh instance of mainModule forever on its own
 // locked OS thread with its own store.
-func spawn(name string, started *sync.WaitGroup) {
+func spawn(name string, started *sync.WaitGroup) { spawnModule(mainModule, name, started) }
+
+// spawnModule is spawn for an instance of m.
+func spawnModule(m *wasmtime.Module, name string, started *sync.WaitGroup) {
 	started.Add(1)
 	go func() {
 		runtime.LockOSThread()
-		store, inst := instantiate(mainModule)
+		store, inst := instantiate(m)
 		loopExport(store, inst, name, started)
 	}()
 }
@@ -478,7 +541,8 @@ func spawnModules(n, iters int, report time.Duration, started *sync.WaitGroup) {
 }
 
 func main() {
-	scenario := flag.String("scenario", "all", "chain|nested|hostburn|recursion|threads|late|all|idle|deep|modules")
+	scenario := flag.String("scenario", "all", "chain|nested|hostburn|recursion|threads|late|all|idle|precompiled|deserialized|deep|modules")
+	cwasm := flag.String("cwasm", "", "where -scenario precompiled writes the serialized module (default: a new temporary directory)")
 	threads := flag.Int("threads", 3, "number of OS threads for -scenario threads")
 	late := flag.Duration("late", 2*time.Second, "delay before the late module starts (-scenario late)")
 	depth := flag.Int("depth", 30, "exact number of Wasm frames on the stack (-scenario deep)")
@@ -519,6 +583,10 @@ func main() {
 	case "idle":
 		store, inst := instantiate(mainModule) // instantiated, never called
 		keepAlive = append(keepAlive, store, inst)
+	case "precompiled":
+		spawnModule(reload(cwasmPath(*cwasm)), "run", &started)
+	case "deserialized":
+		spawnModule(reload(""), "run", &started)
 	case "deep":
 		spawnDeep(*depth, *iters, *report, &started)
 	case "modules":

@@ -16,11 +16,13 @@ type (
 )
 
 var (
-	NewEngine   = w.NewEngine
-	NewInstance = w.NewInstance
-	NewLinker   = w.NewLinker
-	NewModule   = w.NewModule
-	NewStore    = w.NewStore
-	NewTrap     = w.NewTrap
-	Wat2Wasm    = w.Wat2Wasm
+	NewEngine                = w.NewEngine
+	NewInstance              = w.NewInstance
+	NewLinker                = w.NewLinker
+	NewModule                = w.NewModule
+	NewModuleDeserialize     = w.NewModuleDeserialize     // (*Module).Serialize's bytes, copied into memory
+	NewModuleDeserializeFile = w.NewModuleDeserializeFile // a .cwasm file, mapped
+	NewStore                 = w.NewStore
+	NewTrap                  = w.NewTrap
+	Wat2Wasm                 = w.Wat2Wasm
 )
