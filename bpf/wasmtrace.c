@@ -776,6 +776,7 @@ static __always_inline void walk_user(struct wt_record *r, const struct wt_proce
 		}
 		return;
 	}
+	s->flags |= WT_SAMPLE_CTS;
 	__u8 stop = own_stack(&w, r, c, p, fsbase);
 	if (stop == WT_STOP_OK) {
 		w.sp_own = on_own_stack(&w, regs->sp);

@@ -246,6 +246,10 @@ enum wt_sample_flag {
 	/* The sampled SP is not on the thread's own stack (a fiber's, or an
 	 * alternate signal stack). */
 	WT_SAMPLE_ON_FIBER = 2,
+	/* The thread's thread-local slot held a CallThreadState: Wasmtime had
+	 * entered Wasm on it (a sample whose PC is in no known code is then in
+	 * code wasmtrace has not seen yet, not in the host). */
+	WT_SAMPLE_CTS = 4,
 };
 
 /* One user-memory read of the walk, logged for verification. */

@@ -159,6 +159,8 @@ type Sample struct {
 	// thread's own stack.
 	Fibers, StackEnds uint32
 	OnFiber           bool
+	// CTS: the thread's thread-local slot held a CallThreadState.
+	CTS bool
 	// Event is what made the walk (EventSample for record), Args its
 	// arguments (see Event).
 	Event Event
@@ -240,6 +242,7 @@ func decodeSample(raw []byte) (Sample, error) {
 		PCs:      append([]uint64(nil), k.Pcs[:nf]...),
 		ActStart: append([]uint16(nil), k.ActStart[:na]...),
 		OnFiber:  k.Flags&uint8(wasmtraceWtSampleFlagWT_SAMPLE_ON_FIBER) != 0,
+		CTS:      k.Flags&uint8(wasmtraceWtSampleFlagWT_SAMPLE_CTS) != 0,
 		// Bits of activations it does not have are not trusted.
 		Fibers:    k.FiberActs & (1<<na - 1),
 		StackEnds: k.StackEnds & (1<<na - 1),

@@ -180,6 +180,7 @@ type wasmtraceWtSampleFlag uint32
 const (
 	wasmtraceWtSampleFlagWT_SAMPLE_LOGGED   wasmtraceWtSampleFlag = 1
 	wasmtraceWtSampleFlagWT_SAMPLE_ON_FIBER wasmtraceWtSampleFlag = 2
+	wasmtraceWtSampleFlagWT_SAMPLE_CTS      wasmtraceWtSampleFlag = 4
 )
 
 type wasmtraceWtSpan struct {

@@ -119,7 +119,7 @@ func Compare(s loader.Sample, l *layout.Layout, a arch.Arch, st proc.Stacks) *Di
 // KernelResult is the kernel's walk in the Go walker's terms.
 func KernelResult(s loader.Sample) walker.Result {
 	r := walker.Result{Where: walker.Where(s.Where), Stop: walker.Stop(s.Stop),
-		Fibers: s.Fibers, StackEnds: s.StackEnds, OnFiber: s.OnFiber}
+		Fibers: s.Fibers, StackEnds: s.StackEnds, OnFiber: s.OnFiber, CTS: s.CTS}
 	if len(s.PCs) > 0 {
 		r.PCs = slices.Clone(s.PCs)
 	}
@@ -148,6 +148,9 @@ func resultDiffs(k, g walker.Result) []string {
 	}
 	if !slices.Equal(k.ActStart, g.ActStart) {
 		out = append(out, fmt.Sprintf("activation starts: kernel %v, Go %v", k.ActStart, g.ActStart))
+	}
+	if k.CTS != g.CTS {
+		out = append(out, fmt.Sprintf("CallThreadState found: kernel %v, Go %v", k.CTS, g.CTS))
 	}
 	if k.Fibers != g.Fibers || k.StackEnds != g.StackEnds || k.OnFiber != g.OnFiber {
 		out = append(out, fmt.Sprintf("fibers: kernel activations %b, stack ends %b, on a fiber: %v; Go %b, %b, %v",

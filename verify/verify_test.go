@@ -87,6 +87,7 @@ func kernelSample(mem proc.Memory, th walker.Thread) loader.Sample {
 	s := loader.Sample{
 		TID: 42, Comm: "worker", Where: loader.Where(res.Where), Stop: uint8(res.Stop),
 		UserPC: th.PC, UserFP: th.FP, UserSP: th.SP, PCs: res.PCs,
+		Fibers: res.Fibers, StackEnds: res.StackEnds, OnFiber: res.OnFiber, CTS: res.CTS,
 		Log: &loader.ReadLog{FSBase: th.ThreadPointer, Gen: 1, Ranges: ranges, Reads: g.log},
 	}
 	for _, a := range res.ActStart {

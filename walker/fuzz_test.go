@@ -114,7 +114,7 @@ func checkWalk(t *testing.T, mem proc.Memory, l *layout.Layout, cfg config, th T
 
 func equalResults(a, b Result) bool {
 	return a.Where == b.Where && a.Stop == b.Stop && slices.Equal(a.PCs, b.PCs) && slices.Equal(a.ActStart, b.ActStart) &&
-		a.Fibers == b.Fibers && a.StackEnds == b.StackEnds && a.OnFiber == b.OnFiber
+		a.Fibers == b.Fibers && a.StackEnds == b.StackEnds && a.OnFiber == b.OnFiber && a.CTS == b.CTS
 }
 
 // FuzzWalk walks memory that is entirely fuzz data (in a window, or

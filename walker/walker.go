@@ -163,6 +163,9 @@ type Result struct {
 	Fibers    uint32
 	StackEnds uint32
 	OnFiber   bool
+	// CTS: the thread-local slot held a CallThreadState (Wasmtime had
+	// entered Wasm on the thread).
+	CTS bool
 }
 
 // OnFiberAct reports whether activation i ran on a fiber stack.
@@ -222,6 +225,7 @@ func Walk(mem proc.Memory, l *layout.Layout, a arch.Arch, t Thread, inWasm func(
 		}
 		return res
 	}
+	res.CTS = true
 	stop := w.ownStack(t)
 	if stop == StopOK {
 		w.spOwn = w.onOwnStack(t.SP)
