@@ -608,7 +608,9 @@ static __always_inline int user_regs(struct wt_perf_ctx *ctx, struct wt_uregs *r
 
 /* x86-64, step 3: a Cranelift function sets up its frame with
  * push %rbp (55); mov %rsp,%rbp (48 89 e5) and leaves it with pop %rbp; ret
- * (c3). Sampled on one of those instructions, rbp is still the caller's
+ * (c3), or pop %rbp; ret $N (c2 N) where Wasmtime's tail-call convention has
+ * the callee pop its stack arguments (37 and 39: a tenth of a large guest's
+ * functions). Sampled on one of those instructions, rbp is still the caller's
  * frame, and the caller's PC is on top of the stack ([sp] before the push
  * and at the ret, [sp+8] after the push). Returns that PC, or 0 when rbp is
  * the sampled function's own frame.
@@ -628,7 +630,7 @@ static __always_inline __u64 caller_pc_outside_frame(struct wt_record *r, const 
 		return 0;
 	if (read_user(r, code, 1, ip))
 		return 0;
-	if (code[0] == 0x55 || code[0] == 0xc3)
+	if (code[0] == 0x55 || code[0] == 0xc3 || code[0] == 0xc2)
 		return top;
 	if (code[0] == 0x48 && !read_user(r, code, 3, ip) && code[1] == 0x89 && code[2] == 0xe5) {
 		read_word(r, c, &ra, sp + 8);

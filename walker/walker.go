@@ -467,10 +467,13 @@ func (w *walk) step() bool {
 
 // callerPCOutsideFrame: on x86-64 a Cranelift function sets up its frame
 // with push %rbp (55); mov %rsp,%rbp (48 89 e5) and leaves it with pop
-// %rbp; ret (c3). Sampled on one of those instructions, rbp is still the
-// caller's frame and the caller's PC is on top of the stack ([sp] before
-// the push and at the ret, [sp+8] after the push). It returns that PC, or 0
-// when fp is the sampled function's own frame.
+// %rbp; ret (c3), or pop %rbp; ret $N (c2 N) where Wasmtime's tail-call
+// convention has the callee pop its stack arguments (Wasmtime 37 and 39:
+// a tenth of a large guest's functions). Sampled on one of those
+// instructions, rbp is still the caller's frame and the caller's PC is on
+// top of the stack ([sp] before the push and at the ret, [sp+8] after the
+// push). It returns that PC, or 0 when fp is the sampled function's own
+// frame.
 //
 // The top of the stack comes first: on those instructions it holds a
 // return address into compiled code (before the push, at the ret) or the
@@ -490,7 +493,7 @@ func (w *walk) callerPCOutsideFrame(pc, sp, fp uint64, inWasm func(uint64) bool)
 		return 0
 	}
 	switch {
-	case code[0] == 0x55 || code[0] == 0xc3:
+	case code[0] == 0x55 || code[0] == 0xc3 || code[0] == 0xc2:
 		return top
 	case code[0] == 0x48:
 		if _, err := w.mem.ReadAt(code[:], pc); err == nil && code[1] == 0x89 && code[2] == 0xe5 {

@@ -181,6 +181,21 @@ var walkCases = []walkCase{
 		},
 	},
 	{
+		name:  "at a ret $N (the callee pops its stack arguments)",
+		scene: scene{acts: [][]uint64{actA}},
+		mutate: func(b *built) {
+			b.thread.PC = leafPC
+			b.mem.Set(leafPC, []byte{0xc2, 0x10, 0x00})
+			b.set(b.thread.SP, actA[0])
+		},
+		wantFor: func(c config) want {
+			if c.amd64() {
+				return want{InWasm, StopOK, cat([]uint64{leafPC}, actA), []int{0}}
+			}
+			return want{InWasm, StopOK, cat([]uint64{leafPC}, actA[1:]), []int{0}}
+		},
+	},
+	{
 		name:  "after push %rbp, at mov %rsp,%rbp",
 		scene: scene{acts: [][]uint64{actA}},
 		mutate: func(b *built) {
