@@ -51,6 +51,7 @@ targets:
 	@testdata/events/build.sh
 	@for v in v39 v37; do testdata/async/build.sh $$v || exit 1; done
 	@for v in v39 v37; do testdata/component/build.sh $$v || exit 1; done && testdata/component/wasm.sh
+	@for v in v39 v37 v3; do testdata/guest/build.sh $$v || exit 1; done && testdata/guest/fetch.sh
 
 # Profile the bundled demo app (four scenarios on four threads) for 5 s.
 demo: build

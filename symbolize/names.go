@@ -67,13 +67,16 @@ func unnamedFunction(module, index int) string {
 	return "wasm[" + strconv.Itoa(module) + "]::function[" + strconv.Itoa(index) + "]"
 }
 
+// maxSymbolLen is the length, in characters, at which Wasmtime 37 and 39
+// cut a function name in a symbol.
+const maxSymbolLen = 96
+
 // cleanSymbolName is what Wasmtime 37 and 39 put into a symbol for a
 // function name (Compiler::clean_symbol in crates/wasmtime/src/compile.rs):
 // characters that are not graphic ASCII become '?', runs of '?' collapse
 // to one, and the result is cut at 96 characters. It is used only to check
 // that a name found in .wasmtime.info belongs to a symbol.
 func cleanSymbolName(name string) string {
-	const maxSymbolLen = 96
 	graphic := func(r rune) bool { return r > ' ' && r < 0x7f }
 	clean := true
 	for _, r := range name {
@@ -313,6 +316,17 @@ type names struct {
 //     function past the last defined one (imports come first) and name at
 //     least one defined function; of several, the longest, then the last
 //     wins (the vector follows the bulk of Module's data).
+//
+// Every offset of .wasmtime.info is a candidate start, so the work per
+// candidate is kept small and bounded by the search budget: the shape is
+// checked first (a few integers per entry), then, for a table that has
+// the shape, the names' first characters against the symbols, and only a
+// table that passes that has its names cleaned and checked in full. Name
+// bytes are thus read in full only for real tables, whose names are back
+// to back and so cost the pool's size at most: a look-alike's offset and
+// length, which may span most of the pool, cost nothing more (they used
+// to be checked as UTF-8 first, which exhausted the budget on CRuby's
+// 17,825 functions before the real table was reached).
 func findNames(info, pool []byte, major int, sf *symbolFacts) *names {
 	n := &names{pool: pool}
 	if len(pool) == 0 || len(info) == 0 || len(info) > maxSectionRead {
@@ -322,7 +336,7 @@ func findNames(info, pool []byte, major int, sf *symbolFacts) *names {
 	for _, enc := range infoEncodings(major) {
 		for at := 0; at < len(info) && budget > 0 && len(n.tables) < maxNameTables; at++ {
 			t, ok := parseNameTable(info, at, pool, enc, &budget)
-			if ok && sf.confirms(t, pool) {
+			if ok && sf.confirms(t, pool, &budget) && validNames(t, pool, &budget) {
 				n.tables = append(n.tables, t)
 			}
 		}
@@ -342,25 +356,48 @@ func findNames(info, pool []byte, major int, sf *symbolFacts) *names {
 	return n
 }
 
-func (sf *symbolFacts) confirms(t nameTable, pool []byte) bool {
+// confirms checks a table of the right shape against the symbols (see
+// findNames), charging the bytes it reads to budget.
+func (sf *symbolFacts) confirms(t nameTable, pool []byte, budget *int) bool {
 	if len(sf.named) > 0 {
+		// First the cheap necessary condition on every entry, so that a
+		// look-alike is rejected having read little of the pool.
 		matches := 0
 		for _, e := range t.entries {
 			want, ok := sf.named[int(e.idx)]
 			if !ok {
 				continue
 			}
+			name := pool[e.off : e.off+e.len]
+			found := false
+			for _, w := range want {
+				*budget -= len(w) + 1
+				found = found || cleanPrefixAgrees(name, w)
+			}
+			if !found || *budget < 0 {
+				return false
+			}
+			matches++
+		}
+		if matches == 0 {
+			return false
+		}
+		for _, e := range t.entries {
+			want, ok := sf.named[int(e.idx)]
+			if !ok {
+				continue
+			}
+			*budget -= int(e.len)
 			clean := cleanSymbolName(string(pool[e.off : e.off+e.len]))
 			found := false
 			for _, w := range want {
 				found = found || w == clean
 			}
-			if !found {
+			if !found || *budget < 0 {
 				return false
 			}
-			matches++
 		}
-		return matches > 0
+		return true
 	}
 	if t.start != 0 || int(t.end) != len(pool) || int64(t.entries[len(t.entries)-1].idx) > int64(sf.maxIdx) {
 		return false
@@ -371,6 +408,49 @@ func (sf *symbolFacts) confirms(t nameTable, pool []byte) bool {
 		}
 	}
 	return false
+}
+
+// cleanPrefixAgrees is a necessary condition for cleanSymbolName(name) ==
+// sym that reads at most len(sym)+1 bytes of name: up to the first '?' of
+// sym (where cleaning may have replaced or collapsed characters), the
+// cleaned name is the name itself, graphic ASCII; and a name that starts
+// with a character that is not graphic ASCII cleans to a leading '?'.
+func cleanPrefixAgrees(name []byte, sym string) bool {
+	if len(sym) == 0 || len(sym) > maxSymbolLen {
+		return len(name) == 0 && len(sym) == 0
+	}
+	i := strings.IndexByte(sym, '?')
+	if i < 0 {
+		i = len(sym)
+	}
+	if len(name) < i || string(name[:i]) != sym[:i] {
+		return false
+	}
+	if i == len(sym) {
+		// sym has no '?': the name is sym, or longer and cut at
+		// maxSymbolLen characters (graphic ones, as sym's are).
+		return len(name) == i || i == maxSymbolLen
+	}
+	if len(name) == i {
+		return false // sym's '?' stands for a character of the name
+	}
+	if i == 0 {
+		return name[0] == '?' || name[0] <= ' ' || name[0] >= 0x7f
+	}
+	return true
+}
+
+// validNames checks that every name of a confirmed table is UTF-8.
+func validNames(t nameTable, pool []byte, budget *int) bool {
+	if *budget -= int(t.end - t.start); *budget < 0 {
+		return false
+	}
+	for _, e := range t.entries {
+		if !utf8.Valid(pool[e.off : e.off+e.len]) {
+			return false
+		}
+	}
+	return true
 }
 
 func parseNameTable(info []byte, at int, pool []byte, enc infoEncoding, budget *int) (nameTable, bool) {
@@ -393,9 +473,6 @@ func parseNameTable(info []byte, at int, pool []byte, enc infoEncoding, budget *
 		}
 		end := uint64(e.off) + uint64(e.len)
 		if end > uint64(len(pool)) || (i > 0 && (e.idx <= entries[i-1].idx || uint64(e.off) != next)) {
-			return nameTable{}, false
-		}
-		if *budget -= int(e.len); *budget < 0 || !utf8.Valid(pool[e.off:end]) {
 			return nameTable{}, false
 		}
 		next = end

@@ -2,6 +2,7 @@ package symbolize
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 )
 
@@ -105,14 +106,13 @@ func TestFindNamesWasmtime3(t *testing.T) {
 func TestParseNameTableRejects(t *testing.T) {
 	pool := []byte("abcdef\xff")
 	for name, info := range map[string][]byte{
-		"empty":         postcardTable(),
-		"beyond pool":   postcardTable(nameEntry{0, 0, 8}),
-		"gap":           postcardTable(nameEntry{0, 0, 1}, nameEntry{1, 2, 1}),
-		"unsorted":      postcardTable(nameEntry{1, 0, 1}, nameEntry{1, 1, 1}),
-		"invalid utf-8": postcardTable(nameEntry{0, 6, 1}),
-		"truncated":     postcardTable(nameEntry{0, 0, 1}, nameEntry{1, 1, 1})[:5],
-		"long varint":   {1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0, 1},
-		"huge count":    {0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 1},
+		"empty":       postcardTable(),
+		"beyond pool": postcardTable(nameEntry{0, 0, 8}),
+		"gap":         postcardTable(nameEntry{0, 0, 1}, nameEntry{1, 2, 1}),
+		"unsorted":    postcardTable(nameEntry{1, 0, 1}, nameEntry{1, 1, 1}),
+		"truncated":   postcardTable(nameEntry{0, 0, 1}, nameEntry{1, 1, 1})[:5],
+		"long varint": {1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0, 1},
+		"huge count":  {0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 1},
 	} {
 		budget := nameSearchBudget
 		if tb, ok := parseNameTable(info, 0, pool, postcard, &budget); ok {
@@ -123,6 +123,107 @@ func TestParseNameTableRejects(t *testing.T) {
 	if _, ok := parseNameTable(postcardTable(nameEntry{0, 0, 1}, nameEntry{1, 1, 1}), 0, pool, postcard, &budget); ok {
 		t.Errorf("table parsed past the budget")
 	}
+}
+
+// Names that are not UTF-8 are rejected once a table is confirmed.
+func TestValidNames(t *testing.T) {
+	pool := []byte("abcdef\xff")
+	budget := nameSearchBudget
+	for _, c := range []struct {
+		t    nameTable
+		want bool
+	}{
+		{nameTable{entries: []nameEntry{{0, 0, 6}}, start: 0, end: 6}, true},
+		{nameTable{entries: []nameEntry{{0, 0, 6}, {1, 6, 1}}, start: 0, end: 7}, false},
+	} {
+		if got := validNames(c.t, pool, &budget); got != c.want {
+			t.Errorf("validNames(%+v) = %v", c.t, got)
+		}
+	}
+	budget = 3
+	if validNames(nameTable{entries: []nameEntry{{0, 0, 6}}, start: 0, end: 6}, pool, &budget) {
+		t.Errorf("names checked past the budget")
+	}
+}
+
+// CRuby for WASI (testdata/guest) on Wasmtime 37 and 39: 17,825 functions,
+// whose .wasmtime.info has, before its func_names vector, a great many
+// offsets where a one-entry look-alike spans most of the pool. Reading
+// each look-alike's name before checking it against the symbols used up
+// the search budget before the real vector, so names longer than a
+// symbol keeps (Rust's hashbrown::...::reserve_rehash::h... (.llvm.N))
+// came out cut at 96 characters.
+func TestFindNamesManyLookalikes(t *testing.T) {
+	long := "hashbrown::raw::RawTable$LT$T$C$A$GT$::reserve_rehash::h7973861bbde463d1 (.llvm.7530564025942901316)"
+	filler := make([]byte, 300000)
+	for i := range filler {
+		filler[i] = 'a' + byte(i%26)
+	}
+	pool := cat([]byte("imp"), []byte(long), filler, []byte("tail"))
+	sf := facts("wasm[0]::function[1]::"+cleanSymbolName(long), "wasm[0]::function[2]::"+cleanSymbolName(string(filler)), "wasm[0]::function[3]::tail")
+	if len(cleanSymbolName(long)) != 96 {
+		t.Fatalf("the long name's symbol is %q", cleanSymbolName(long))
+	}
+	// A look-alike: one entry naming function 2 with the bytes from 3
+	// to the end of the pool (valid UTF-8, but not what symbol 2 says).
+	lookalike := postcardTable(nameEntry{2, 3, uint32(len(pool) - 3)})
+	var info []byte
+	for i := 0; i < 5000; i++ {
+		info = append(info, lookalike...)
+	}
+	info = cat(info, postcardTable(
+		nameEntry{0, 0, 3},
+		nameEntry{1, 3, uint32(len(long))},
+		nameEntry{2, uint32(3 + len(long)), uint32(len(filler))},
+		nameEntry{3, uint32(3 + len(long) + len(filler)), 4},
+	))
+	if cost := 5000 * 3 * len(pool); cost < nameSearchBudget {
+		t.Fatalf("the look-alikes would cost %d of the budget %d if read: no test", cost, nameSearchBudget)
+	}
+	n := findNames(info, pool, 37, sf)
+	if got, ok := n.forSymbol(1, cleanSymbolName(long)); !ok || got != long {
+		t.Errorf("forSymbol(1) = %q, %v; want %q", got, ok, long)
+	}
+	if got, ok := n.forSymbol(3, "tail"); !ok || got != "tail" {
+		t.Errorf("forSymbol(3) = %q, %v", got, ok)
+	}
+}
+
+// cleanPrefixAgrees never rejects a name that cleans to the symbol.
+func TestCleanPrefixAgrees(t *testing.T) {
+	long := strings.Repeat("x", 120)
+	for _, name := range []string{
+		"", "a", "run", "foo bar", " lead", "?q", "??", "a??b", "a \t\nb", "\xff\xfe", "é", "aé",
+		long, long[:96], long[:95] + " tail", long[:96] + " tail", "a" + strings.Repeat(" ", 200) + "b",
+	} {
+		sym := cleanSymbolName(name)
+		if !cleanPrefixAgrees([]byte(name), sym) {
+			t.Errorf("cleanPrefixAgrees(%q, %q) = false, but the name cleans to it", name, sym)
+		}
+	}
+	for _, c := range [][2]string{
+		{"run", "ran"}, {"run", "ru"}, {"ru", "run"}, {"a b", "b?c"}, {"a", "a?"}, {"", "?"},
+		{"ab", "?b"}, {long, long[:95]}, {long[:97], long[:97]},
+	} {
+		if cleanPrefixAgrees([]byte(c[0]), c[1]) && cleanSymbolName(c[0]) != c[1] {
+			// Not a bug (the check is only necessary), but these are
+			// meant to be caught early.
+			t.Errorf("cleanPrefixAgrees(%q, %q) = true", c[0], c[1])
+		}
+	}
+}
+
+func FuzzCleanPrefixAgrees(f *testing.F) {
+	f.Add("foo bar", "foo?bar")
+	f.Add("\x00\x01x", "?x")
+	f.Fuzz(func(t *testing.T, name, sym string) {
+		if !cleanPrefixAgrees([]byte(name), cleanSymbolName(name)) {
+			t.Errorf("cleanPrefixAgrees(%q, its clean name %q) = false", name, cleanSymbolName(name))
+		}
+		if cleanSymbolName(name) == sym && !cleanPrefixAgrees([]byte(name), sym) {
+			t.Errorf("cleanPrefixAgrees(%q, %q) = false", name, sym)
+		}
+	})
 }
 
 func TestModuleName(t *testing.T) {
