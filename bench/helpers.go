@@ -128,51 +128,73 @@ func measureHelpers(pid int, window time.Duration) ([]helperCost, error) {
 // runHelperProgram loads ins, attaches it to 999 Hz cpu-clock events on
 // every CPU for window, and returns its run time, runs and target runs.
 func runHelperProgram(ins asm.Instructions, cnt *ebpf.Map, window time.Duration) (time.Duration, uint64, uint64, error) {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "wtbench_helper", Type: ebpf.PerfEvent, Instructions: ins, License: "GPL"})
+	pp, err := attachPerfProgram("wtbench_helper", ins)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer prog.Close()
-	var links []link.Link
-	var fds []int
-	defer func() {
-		for _, l := range links {
-			l.Close()
-		}
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
-	cpus, err := onlineCPUs()
+	defer pp.Close()
+	time.Sleep(200 * time.Millisecond)
+	s0, err := pp.prog.Stats()
 	if err != nil {
 		return 0, 0, 0, err
+	}
+	n0 := sumPerCPU(cnt)
+	time.Sleep(window)
+	s1, err := pp.prog.Stats()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return s1.Runtime - s0.Runtime, s1.RunCount - s0.RunCount, sumPerCPU(cnt) - n0, nil
+}
+
+// perfProgram is one of the benchmark's own small perf_event programs,
+// attached to bpfHz cpu-clock events on every CPU (the events wasmtrace
+// opens: system-wide, sampling by frequency).
+type perfProgram struct {
+	prog  *ebpf.Program
+	links []link.Link
+	fds   []int
+}
+
+// attachPerfProgram loads ins as a perf_event program and attaches it.
+func attachPerfProgram(name string, ins asm.Instructions) (*perfProgram, error) {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: name, Type: ebpf.PerfEvent, Instructions: ins, License: "GPL"})
+	if err != nil {
+		return nil, err
+	}
+	pp := &perfProgram{prog: prog}
+	cpus, err := onlineCPUs()
+	if err != nil {
+		pp.Close()
+		return nil, err
 	}
 	for _, cpu := range cpus {
 		attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_CPU_CLOCK,
 			Size: uint32(unsafe.Sizeof(unix.PerfEventAttr{})), Sample: bpfHz, Bits: unix.PerfBitFreq}
 		fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("perf event on cpu %d: %w", cpu, err)
+			pp.Close()
+			return nil, fmt.Errorf("perf event on cpu %d: %w", cpu, err)
 		}
-		fds = append(fds, fd)
+		pp.fds = append(pp.fds, fd)
 		l, err := link.AttachRawLink(link.RawLinkOptions{Target: fd, Program: prog, Attach: ebpf.AttachPerfEvent})
 		if err != nil {
-			return 0, 0, 0, err
+			pp.Close()
+			return nil, err
 		}
-		links = append(links, l)
+		pp.links = append(pp.links, l)
 	}
-	time.Sleep(200 * time.Millisecond)
-	s0, err := prog.Stats()
-	if err != nil {
-		return 0, 0, 0, err
+	return pp, nil
+}
+
+func (pp *perfProgram) Close() {
+	for _, l := range pp.links {
+		l.Close()
 	}
-	n0 := sumPerCPU(cnt)
-	time.Sleep(window)
-	s1, err := prog.Stats()
-	if err != nil {
-		return 0, 0, 0, err
+	for _, fd := range pp.fds {
+		unix.Close(fd)
 	}
-	return s1.Runtime - s0.Runtime, s1.RunCount - s0.RunCount, sumPerCPU(cnt) - n0, nil
+	pp.prog.Close()
 }
 
 func sumPerCPU(m *ebpf.Map) uint64 {

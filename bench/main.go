@@ -9,7 +9,15 @@
 //     rate it keeps up with without losing samples;
 //  4. the time from starting wasmtrace to the first sample of a process
 //     with 100 compiled modules;
-//  5. Go benchmarks of the userspace hot paths.
+//  5. the same with 10,000 compiled modules (the target is started once,
+//     for parts 5 and 6, and its own start is reported apart);
+//  6. the BPF program's time per sample with 10,000 modules against 1, on
+//     1-frame stacks, in the same run;
+//  7. the anchor for part 1: the kernel's own frame-pointer walk,
+//     bpf_get_stack(BPF_F_USER_STACK) (what perf record -g uses), from a
+//     small BPF program of the benchmark's own, in part 1's rounds on the
+//     same targets at the same depths;
+//  8. Go benchmarks of the userspace hot paths (-gobench).
 //
 // It prints a Markdown report and writes it to -o (bench/results/latest.md).
 // The method of each measurement is in the report itself. The test
@@ -39,10 +47,13 @@ type options struct {
 	rates     []int
 	rateWin   time.Duration
 	firstReps int
-	goBench   bool
-	goTool    string
-	parts     string
-	quick     bool
+	// manyFirstReps are part 5's starts; modReps part 6's repetitions.
+	manyFirstReps int
+	modReps       int
+	goBench       bool
+	goTool        string
+	parts         string
+	quick         bool
 }
 
 func (o *options) part(n byte) bool { return strings.IndexByte(o.parts, n) >= 0 }
@@ -56,7 +67,8 @@ func main() {
 	flag.StringVar(&o.repo, "repo", ".", "the wasmtrace repository (for the Go benchmarks)")
 	flag.BoolVar(&o.goBench, "gobench", true, "run the Go benchmarks")
 	flag.StringVar(&o.goTool, "go", "go", "the go `command` for the Go benchmarks")
-	parts := flag.String("parts", "1234", "which `PARTS` to run: 1 BPF cost, 2 slowdown (3 needs it), 3 rates, 4 first sample")
+	parts := flag.String("parts", "1234567", "which `PARTS` to run: 1 BPF cost, 2 slowdown (3 needs it), 3 rates, 4 first sample, "+
+		"5 first sample with 10,000 modules, 6 BPF cost with 10,000 modules against 1, 7 bpf_get_stack next to part 1 (runs part 1's rounds)")
 	reps := flag.Int("reps", 0, "repetitions of the slowdown runs (default 8; -quick 2)")
 	flag.Parse()
 	o.parts = *parts
@@ -66,11 +78,13 @@ func main() {
 	o.reps, o.window = 8, 4*time.Second
 	o.rates, o.rateWin = []int{999, 2000, 5000, 10000}, 3*time.Second
 	o.firstReps = 5
+	o.manyFirstReps, o.modReps = 3, 8
 	if *quick {
 		o.bpfReps, o.bpfWindow = 1, time.Second
 		o.reps, o.window = 2, 1500*time.Millisecond
 		o.rates, o.rateWin = []int{999, 10000}, time.Second
 		o.firstReps = 2
+		o.manyFirstReps, o.modReps = 1, 2
 	}
 	if *reps > 0 {
 		o.reps = *reps
@@ -115,8 +129,12 @@ func run(o *options) error {
 		fmt.Fprintf(os.Stderr, "bench: %s done in %.0fs\n", name, time.Since(t0).Seconds())
 		return nil
 	}
-	if o.part('1') {
-		if err := step("BPF cost per sample", func() (err error) { rep.bpf, err = measureBPF(o); return }); err != nil {
+	if o.part('1') || o.part('7') {
+		name := "BPF cost per sample"
+		if o.part('7') {
+			name += ", with bpf_get_stack"
+		}
+		if err := step(name, func() (err error) { rep.bpf, err = measureBPF(o, o.part('7'), o.part('1')); return }); err != nil {
 			return err
 		}
 	}
@@ -134,6 +152,33 @@ func run(o *options) error {
 		if err := step("time to first sample", func() (err error) { rep.first, err = measureFirstSample(o); return }); err != nil {
 			return err
 		}
+	}
+	if o.part('5') || o.part('6') {
+		var big *target
+		if err := step(fmt.Sprintf("start the %d-module target", manyModules), func() (err error) {
+			big, rep.manyStart, err = startManyModules(o)
+			return
+		}); err != nil {
+			return err
+		}
+		defer big.stop()
+		if o.part('5') {
+			if err := step(fmt.Sprintf("time to first sample, %d modules", manyModules), func() (err error) {
+				rep.firstMany, err = measureFirstSampleMany(o, big)
+				return
+			}); err != nil {
+				return err
+			}
+		}
+		if o.part('6') {
+			if err := step(fmt.Sprintf("BPF cost per sample, %d modules against 1", manyModules), func() (err error) {
+				rep.many, err = measureManyBPF(o, big)
+				return
+			}); err != nil {
+				return err
+			}
+		}
+		big.stop()
 	}
 	if o.goBench {
 		if err := step("Go benchmarks", func() (err error) { rep.goBench, err = runGoBench(o); return }); err != nil {

@@ -25,42 +25,74 @@ const bpfHz = 999
 var depths = []int{3, 30, 100}
 
 type bpfRun struct {
-	depth  int // 0: the idle target
+	depth  int  // 0: the idle target
+	anchor bool // the bpf_get_stack program (part 7), not wasmtrace
 	d      bpfStats
 	window time.Duration
 	exact  int64 // samples whose stack is exactly depth deep frames
 	total  int64 // samples in the profile
 	sum    summary
+	frames []uint64 // anchor: samples by the number of frames the kernel returned
+}
+
+// bpfConfig is one configuration of part 1's rounds.
+type bpfConfig struct {
+	depth  int
+	anchor bool
 }
 
 type bpfResult struct {
 	statsVia string
 	runs     []bpfRun
 	helpers  []helperCost
+	anchor   bool // the rounds include the bpf_get_stack program (part 7)
+	maxStack int  // kernel.perf_event_max_stack, the anchor's limit
+}
+
+// enableBPFStats turns the kernel's BPF statistics on while the returned
+// function has not been called, and says how.
+func enableBPFStats(part string) (via string, undo func(), err error) {
+	// Kernel BPF statistics, while this process holds the fd (the same
+	// as sysctl kernel.bpf_stats_enabled=1, undone when we exit).
+	c, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err == nil {
+		return "BPF_ENABLE_STATS (held for " + part + " only)", func() { c.Close() }, nil
+	}
+	old, rerr := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
+	if rerr != nil {
+		return "", nil, fmt.Errorf("enable BPF statistics: %v", err)
+	}
+	if werr := os.WriteFile("/proc/sys/kernel/bpf_stats_enabled", []byte("1\n"), 0); werr != nil {
+		return "", nil, fmt.Errorf("enable BPF statistics: %v; sysctl: %v", err, werr)
+	}
+	return "sysctl kernel.bpf_stats_enabled=1 (for " + part + " only)", func() { os.WriteFile("/proc/sys/kernel/bpf_stats_enabled", old, 0) }, nil
 }
 
 // measureBPF runs wasmtrace at 999 Hz on an idle target (every run of the
 // program is an early exit: samples of other processes) and on targets with
 // exactly 3, 30 and 100 Wasm frames on the stack, interleaved, and reads the
 // program's run_time_ns and run_cnt and wasmtrace's sample counter before
-// and after a window.
-func measureBPF(o *options) (*bpfResult, error) {
-	res := &bpfResult{}
-	// Kernel BPF statistics, while this process holds the fd (the same
-	// as sysctl kernel.bpf_stats_enabled=1, undone when we exit).
-	if c, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
-		defer c.Close()
-		res.statsVia = "BPF_ENABLE_STATS (held for part 1 only)"
-	} else {
-		old, rerr := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
-		if rerr != nil {
-			return nil, fmt.Errorf("enable BPF statistics: %v", err)
+// and after a window. With anchor (part 7) each round also runs the
+// bpf_get_stack program on the same targets, the same way.
+func measureBPF(o *options, anchor, helpers bool) (*bpfResult, error) {
+	res := &bpfResult{anchor: anchor}
+	parts := "part 1"
+	if anchor {
+		parts = "parts 1 and 7"
+	}
+	via, undo, err := enableBPFStats(parts)
+	if err != nil {
+		return nil, err
+	}
+	defer undo()
+	res.statsVia = via
+	var am *anchorMaps
+	if anchor {
+		if am, err = newAnchorMaps(); err != nil {
+			return nil, fmt.Errorf("bpf_get_stack program's maps: %w", err)
 		}
-		if werr := os.WriteFile("/proc/sys/kernel/bpf_stats_enabled", []byte("1\n"), 0); werr != nil {
-			return nil, fmt.Errorf("enable BPF statistics: %v; sysctl: %v", err, werr)
-		}
-		defer os.WriteFile("/proc/sys/kernel/bpf_stats_enabled", old, 0)
-		res.statsVia = "sysctl kernel.bpf_stats_enabled=1 (for part 1 only)"
+		defer am.Close()
+		res.maxStack = am.maxStack
 	}
 
 	targets := map[int]*target{}
@@ -83,18 +115,37 @@ func measureBPF(o *options) (*bpfResult, error) {
 		t.pause()
 		targets[d] = t
 	}
-	configs := append([]int{0}, depths...)
+	var configs []bpfConfig
+	for _, d := range append([]int{0}, depths...) {
+		configs = append(configs, bpfConfig{d, false})
+		if anchor {
+			configs = append(configs, bpfConfig{d, true})
+		}
+	}
 	for r := 0; r < o.bpfReps; r++ {
-		for _, d := range rotate(configs, r) {
-			run, err := bpfRunOnce(o, targets[d], d)
+		for _, c := range rotate(configs, r) {
+			var run bpfRun
+			var err error
+			if c.anchor {
+				run, err = anchorRunOnce(o, am, targets[c.depth], c.depth)
+			} else {
+				run, err = bpfRunOnce(o, targets[c.depth], c.depth)
+			}
 			if err != nil {
 				return nil, err
 			}
 			res.runs = append(res.runs, run)
 			raw, _ := res.targetCost(run)
-			fmt.Fprintf(os.Stderr, "bench:   %d depth %3d: %d runs, %d target samples, %v/run, %v raw per target sample\n",
-				r, d, run.d.runCnt, run.d.samples, run.d.runTime/time.Duration(max(1, run.d.runCnt)), raw)
+			who := "wasmtrace"
+			if c.anchor {
+				who = "bpf_get_stack"
+			}
+			fmt.Fprintf(os.Stderr, "bench:   %d %-13s depth %3d: %d runs, %d target samples, %v/run, %v raw per target sample\n",
+				r, who, c.depth, run.d.runCnt, run.d.samples, run.d.runTime/time.Duration(max(1, run.d.runCnt)), raw)
 		}
+	}
+	if !helpers {
+		return res, nil
 	}
 	// What the walk is made of: the helpers it calls, on the same kind of
 	// samples (a busy Wasm thread, user mode).
@@ -146,12 +197,13 @@ func bpfRunOnce(o *options, t *target, depth int) (bpfRun, error) {
 	return run, nil
 }
 
-// exitCost is the median time of an early exit: a run of the program on
-// the idle target's recordings, where no sample is the target's.
-func (r *bpfResult) exitCost() time.Duration {
+// exitCost is the median time of an early exit of wasmtrace's program (of
+// the anchor's): a run of the program on the idle target's recordings,
+// where no sample is the target's.
+func (r *bpfResult) exitCost(anchor bool) time.Duration {
 	var xs []float64
 	for _, run := range r.runs {
-		if run.depth == 0 && run.d.runCnt > 0 {
+		if run.depth == 0 && run.anchor == anchor && run.d.runCnt > 0 {
 			xs = append(xs, float64(run.d.runTime)/float64(run.d.runCnt))
 		}
 	}
@@ -168,7 +220,7 @@ func (r *bpfResult) targetCost(run bpfRun) (raw, net time.Duration) {
 	n := float64(run.d.samples)
 	others := float64(run.d.runCnt) - n
 	raw = time.Duration(float64(run.d.runTime) / n)
-	net = time.Duration((float64(run.d.runTime) - others*float64(r.exitCost())) / n)
+	net = time.Duration((float64(run.d.runTime) - others*float64(r.exitCost(run.anchor))) / n)
 	return raw, net
 }
 
@@ -458,15 +510,20 @@ type firstRun struct {
 	first      time.Duration // exec to the kernel's first sample of the target
 }
 
+// firstPoll is how often stepsOnce asks for the first sample.
+const firstPoll = 5 * time.Millisecond
+
 type stepRun struct {
 	prepare, open, setProcess, firstRead time.Duration
 	modules                              int
 }
 
 type firstResult struct {
-	modules int // compiled modules wasmtrace found
-	cli     []firstRun
-	steps   []stepRun
+	compiled int // modules the target compiled (-modules)
+	iters    int // the target's -iters
+	modules  int // compiled modules wasmtrace found
+	cli      []firstRun
+	steps    []stepRun
 }
 
 // measureFirstSample starts wasmtrace on a process with 100 compiled
@@ -480,26 +537,39 @@ func measureFirstSample(o *options) (*firstResult, error) {
 		return nil, err
 	}
 	defer t.stop()
-	res := &firstResult{}
-	for r := 0; r < o.firstReps; r++ {
-		run, err := firstRunOnce(o, t)
+	return firstSampleOn(t, o.wasmtrace, firstModules, 700000, o.firstReps, o.firstReps, 30*time.Second)
+}
+
+// firstSampleOn times reps starts of wasmtrace on t, a target with
+// compiled modules, and the first stepsReps of them again step by step in
+// this process; a start that takes longer than timeout is an error.
+func firstSampleOn(t *target, wasmtrace string, compiled, iters, reps, stepsReps int, timeout time.Duration) (*firstResult, error) {
+	res := &firstResult{compiled: compiled, iters: iters}
+	for r := 0; r < reps; r++ {
+		run, err := firstRunOnce(wasmtrace, t, timeout)
 		if err != nil {
 			return nil, err
 		}
 		res.cli = append(res.cli, run)
+		fmt.Fprintf(os.Stderr, "bench:   %d %d modules: first sample after %v\n", r, compiled, run.first.Round(time.Millisecond))
+		if r >= stepsReps {
+			continue
+		}
 		sr, err := stepsOnce(t)
 		if err != nil {
 			return nil, err
 		}
 		res.modules = sr.modules
 		res.steps = append(res.steps, sr)
+		fmt.Fprintf(os.Stderr, "bench:   %d %d modules: record.Prepare %v, loader.Open %v\n", r, compiled,
+			sr.prepare.Round(time.Millisecond), sr.open.Round(time.Millisecond))
 	}
 	return res, nil
 }
 
-func firstRunOnce(o *options, t *target) (firstRun, error) {
+func firstRunOnce(wasmtrace string, t *target, timeout time.Duration) (firstRun, error) {
 	var run firstRun
-	cmd := exec.Command(o.wasmtrace, "-p", strconv.Itoa(t.pid), "-d", "1h", "--format", "folded", "-o", os.DevNull)
+	cmd := exec.Command(wasmtrace, "-p", strconv.Itoa(t.pid), "-d", "1h", "--format", "folded", "-o", os.DevNull)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -509,7 +579,7 @@ func firstRunOnce(o *options, t *target) (firstRun, error) {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
 	}()
-	for time.Since(t0) < 30*time.Second {
+	for time.Since(t0) < timeout {
 		s, ok, err := readBPF(cmd.Process.Pid)
 		if err != nil {
 			return run, err
@@ -524,7 +594,7 @@ func firstRunOnce(o *options, t *target) (firstRun, error) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return run, fmt.Errorf("no sample within 30 s")
+	return run, fmt.Errorf("no sample within %v", timeout)
 }
 
 func stepsOnce(t *target) (stepRun, error) {
@@ -551,9 +621,15 @@ func stepsOnce(t *target) (stepRun, error) {
 		return sr, err
 	}
 	t3 := time.Now()
+	// The walker wakes readers in batches (WT_WAKEUP_BYTES), so a Read
+	// waiting for a wake-up returns at its deadline: poll, as record does
+	// with its refresh deadlines, every firstPoll.
 	deadline := t3.Add(10 * time.Second)
 	for {
-		s, err := tr.Read(deadline)
+		s, err := tr.Read(time.Now().Add(firstPoll))
+		if errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(deadline) {
+			continue
+		}
 		if err != nil {
 			return sr, fmt.Errorf("first sample: %w", err)
 		}

@@ -49,6 +49,11 @@ type target struct {
 
 // startTarget runs bin with args and waits for its "ready" line.
 func startTarget(name, bin string, args ...string) (*target, error) {
+	return startTargetWithin(60*time.Second, name, bin, args...)
+}
+
+// startTargetWithin is startTarget waiting up to timeout.
+func startTargetWithin(timeout time.Duration, name, bin string, args ...string) (*target, error) {
 	cmd := exec.Command(bin, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -84,9 +89,9 @@ func startTarget(name, bin string, args ...string) (*target, error) {
 	select {
 	case <-ready:
 		return t, nil
-	case <-time.After(60 * time.Second):
+	case <-time.After(timeout):
 		t.stop()
-		return nil, fmt.Errorf("%s %v did not print ready", bin, args)
+		return nil, fmt.Errorf("%s %v did not print ready within %v", bin, args, timeout)
 	}
 }
 

@@ -20,14 +20,25 @@ type report struct {
 	rates   []rateRun
 	first   *firstResult
 	goBench []goBenchLine
+
+	manyStart time.Duration // the 10,000-module target's start (parts 5, 6)
+	firstMany *firstResult  // part 5
+	many      *modResult    // part 6
 }
 
 func (r *report) slowdown(c config) (wall, cpu float64) { return r.slow.slowdown(c) }
 
+// bpfNet is wasmtrace's cost per target sample at depth in part 1.
 func (r *report) bpfNet(depth int) (med, lo, hi time.Duration, raw time.Duration) {
+	return r.bpfNetOf(depth, false)
+}
+
+// bpfNetOf is the median, range and raw median of the cost per target
+// sample at depth of wasmtrace's program, or of the anchor's.
+func (r *report) bpfNetOf(depth int, anchor bool) (med, lo, hi time.Duration, raw time.Duration) {
 	var nets, raws []float64
 	for _, run := range r.bpf.runs {
-		if run.depth != depth {
+		if run.depth != depth || run.anchor != anchor {
 			continue
 		}
 		rw, n := r.bpf.targetCost(run)
@@ -37,12 +48,17 @@ func (r *report) bpfNet(depth int) (med, lo, hi time.Duration, raw time.Duration
 	return time.Duration(median(nets)), time.Duration(l), time.Duration(h), time.Duration(median(raws))
 }
 
-// bpfTiming merges the program's own timing histograms of the runs at
+// bpfTiming merges wasmtrace's own timing histograms of the runs at
 // depth and returns its median, 90th and 99th percentiles and count.
 func (r *report) bpfTiming(depth int) (q50, q90, q99 time.Duration, n uint64) {
+	return r.bpfTimingOf(depth, false)
+}
+
+// bpfTimingOf is bpfTiming of wasmtrace's program or of the anchor's.
+func (r *report) bpfTimingOf(depth int, anchor bool) (q50, q90, q99 time.Duration, n uint64) {
 	var h []uint64
 	for _, run := range r.bpf.runs {
-		if run.depth != depth || run.d.timing == nil {
+		if run.depth != depth || run.anchor != anchor || run.d.timing == nil {
 			continue
 		}
 		if h == nil {
@@ -52,6 +68,12 @@ func (r *report) bpfTiming(depth int) (q50, q90, q99 time.Duration, n uint64) {
 			h[i] += v
 		}
 	}
+	return histStats(h)
+}
+
+// histStats is the median, 90th and 99th percentiles and count of a
+// loader.Timing histogram.
+func histStats(h []uint64) (q50, q90, q99 time.Duration, n uint64) {
 	for _, v := range h {
 		n += v
 	}
@@ -103,9 +125,11 @@ func (r *report) highestLossless() (int, int) {
 	return best, firstLoss
 }
 
-func (r *report) firstSample() (med, hi time.Duration) {
+func (r *report) firstSample() (med, hi time.Duration) { return firstSample(r.first) }
+
+func firstSample(f *firstResult) (med, hi time.Duration) {
 	var xs []time.Duration
-	for _, run := range r.first.cli {
+	for _, run := range f.cli {
 		xs = append(xs, run.first)
 	}
 	_, h := minMax(durs(xs))
@@ -158,6 +182,28 @@ func (r *report) markdown(o *options) string {
 			p("| (the same, median of the program's own clock, 30; 100 frames) | ≤ 1; ≤ 3 µs | %s; %s | %s |\n", us(m30), us(m100),
 				verdict(m30 <= time.Microsecond && m100 <= 3*time.Microsecond))
 		}
+		if r.bpf.anchor {
+			for _, d := range depths {
+				am, _, _, _ := r.bpfNetOf(d, true)
+				wm, _, _, _ := r.bpfNetOf(d, false)
+				a50, _, _, _ := r.bpfTimingOf(d, true)
+				w50, _, _, _ := r.bpfTimingOf(d, false)
+				fm, _ := histMedian(r.bpf.anchorFrames(d))
+				p("| bpf_get_stack user stack, %d frames (the kernel's frame-pointer walk, as perf record -g: the anchor, part 7; %d frames returned), "+
+					"next to wasmtrace (net; own-clock median) | (reference) | %s; %s — wasmtrace %s; %s (%.2f×; %.2f×) | |\n",
+					d, fm, us(am), us(a50), us(wm), us(w50), float64(wm)/float64(am), float64(w50)/float64(a50))
+			}
+		}
+	}
+	if r.many != nil {
+		paired, _, clock := r.many.ratios()
+		many, _, _, _ := r.many.net(manyModules)
+		one, _, _, _ := r.many.net(1)
+		cm, _, _, _ := histStats(r.many.timing(manyModules))
+		c1, _, _, _ := histStats(r.many.timing(1))
+		p("| BPF time per target sample, %d modules against 1 (1 Wasm frame; median of side-by-side windows' ratios) | within 10%% | %.3f× (medians %s vs %s) | %s |\n",
+			manyModules, paired, us(many), us(one), verdict(math.Abs(paired-1) <= 0.10))
+		p("| (the same, median of the program's own clock) | within 10%% | %.3f× (%s vs %s) | %s |\n", clock, us(cm), us(c1), verdict(math.Abs(clock-1) <= 0.10))
 	}
 	if r.slow != nil {
 		r.summarySlow(p)
@@ -166,23 +212,42 @@ func (r *report) markdown(o *options) string {
 		fm, fh := r.firstSample()
 		p("| start to first sample, %d modules (median; worst) | ≤ 0.5 s | %s; %s | %s |\n", r.first.modules, ms(fm), ms(fh), verdict(fm <= 500*time.Millisecond))
 	}
+	if r.firstMany != nil {
+		fm, fh := firstSample(r.firstMany)
+		p("| start to first sample, %d modules (median; worst; the target's own start not counted) | ≤ 0.5 s | %s; %s | %s |\n", r.firstMany.modules, secs(fm), secs(fh), verdict(fm <= 500*time.Millisecond))
+	}
+	var other []string
 	if r.slow != nil {
 		_, _, _, rss, _ := r.wasmtrace999()
-		p("\nOther: max RSS of wasmtrace at 999 Hz %.1f MiB", float64(rss)/1024)
+		other = append(other, fmt.Sprintf("max RSS of wasmtrace at 999 Hz %.1f MiB", float64(rss)/1024))
 		if r.rates != nil {
-			p("; highest rate without lost samples: %s", r.losslessText())
+			other = append(other, "highest rate without lost samples: "+r.losslessText())
 		}
-		p(".\n")
+	}
+	if r.manyStart > 0 {
+		other = append(other, fmt.Sprintf("the %d-module target's own start (exec to ready, compiling its modules; once, not in the figures) %s", manyModules, secs(r.manyStart)))
+	}
+	if len(other) > 0 {
+		p("\nOther: %s.\n", strings.Join(other, "; "))
 	}
 	p("\n")
 	if r.bpf != nil {
 		r.sectionBPF(p, o)
+	}
+	if r.bpf != nil && r.bpf.anchor {
+		r.sectionAnchor(p, o)
 	}
 	if r.slow != nil {
 		r.sectionSlow(p, o)
 	}
 	if r.first != nil {
 		r.sectionFirst(p, o)
+	}
+	if r.firstMany != nil {
+		r.sectionFirstMany(p, o)
+	}
+	if r.many != nil {
+		r.sectionMany(p, o)
 	}
 	if len(r.goBench) > 0 {
 		r.sectionGo(p, o)
@@ -226,7 +291,7 @@ func (r *report) sectionBPF(p printer, o *options) {
 		var n, runs []float64
 		var exact, total int64
 		for _, run := range r.bpf.runs {
-			if run.depth == d {
+			if run.depth == d && !run.anchor {
 				n = append(n, float64(run.d.samples))
 				runs = append(runs, float64(run.d.runCnt)/run.window.Seconds())
 				exact += run.exact
@@ -241,12 +306,12 @@ func (r *report) sectionBPF(p printer, o *options) {
 	}
 	var idleRuns []float64
 	for _, run := range r.bpf.runs {
-		if run.depth == 0 {
+		if run.depth == 0 && !run.anchor {
 			idleRuns = append(idleRuns, float64(run.d.runCnt)/run.window.Seconds())
 		}
 	}
 	p("\nEarly exit (a sample of another process): **%.0f ns** per run (median of the idle-target runs, %.0f runs/s on all CPUs).\n\n",
-		float64(r.bpf.exitCost()), median(idleRuns))
+		float64(r.bpf.exitCost(false)), median(idleRuns))
 	p("The program runs on every sample of every CPU; run_time_ns / run_cnt mixes target samples with early exits. " +
 		"*Raw* divides all the program's time by the target's samples (wasmtrace's own counter of target samples, read from its map); " +
 		"*net* first subtracts the early exits: (run_time − (run_cnt − target samples) × early-exit cost) / target samples, " +
@@ -373,11 +438,16 @@ func (r *report) sectionSlow(p printer, o *options) {
 
 func (r *report) sectionFirst(p printer, o *options) {
 	p("## 4. Start to first sample\n\n")
-	p("A target that compiled %d modules (`-scenario modules`; wasmtrace found %d) and calls them round-robin. "+
+	r.firstBody(p, r.first, "")
+}
+
+// firstBody is the method and tables of part 4 or 5.
+func (r *report) firstBody(p printer, f *firstResult, extra string) {
+	p("A target that compiled %d modules (`-scenario modules -modules %d -iters %d`; wasmtrace found %d) and calls them round-robin. "+
 		"The benchmark starts `wasmtrace -p PID` (99 Hz) and polls, every millisecond, wasmtrace's file descriptors for its BPF program and its "+
-		"counter of target samples; %d runs.\n\n", firstModules, r.first.modules, o.firstReps)
+		"counter of target samples; %d runs.%s\n\n", f.compiled, f.compiled, f.iters, f.modules, len(f.cli), extra)
 	var loaded, first []time.Duration
-	for _, run := range r.first.cli {
+	for _, run := range f.cli {
 		loaded, first = append(loaded, run.progLoaded), append(first, run.first)
 	}
 	p("| from exec to | median | min | max |\n|---|---|---|---|\n")
@@ -388,20 +458,92 @@ func (r *report) sectionFirst(p printer, o *options) {
 		lo, hi := minMax(durs(row.ds))
 		p("| %s | %s | %s | %s |\n", row.name, ms(medianDur(row.ds)), ms(time.Duration(lo)), ms(time.Duration(hi)))
 	}
-	p("\nThe same steps in the benchmark's own process (median of %d):\n\n", len(r.first.steps))
+	p("\nThe same steps in the benchmark's own process (median of %d):\n\n", len(f.steps))
 	p("| step | median |\n|---|---|\n")
 	var pr, op, sp, fr []time.Duration
-	for _, s := range r.first.steps {
+	for _, s := range f.steps {
 		pr, op, sp, fr = append(pr, s.prepare), append(op, s.open), append(sp, s.setProcess), append(fr, s.firstRead)
 	}
-	p("| record.Prepare (layout from the binary, %d modules symbolized) | %s |\n", r.first.modules, ms(medianDur(pr)))
+	p("| record.Prepare (layout from the binary, %d modules symbolized) | %s |\n", f.modules, ms(medianDur(pr)))
 	p("| loader.Open (load and verify the BPF program, attach to every CPU) | %s |\n", ms(medianDur(op)))
 	p("| SetProcess | %.2f ms |\n", float64(medianDur(sp))/1e6)
-	p("| first Read of a target sample | %s |\n\n", ms(medianDur(fr)))
+	p("| first Read of a target sample (polled every %v: the walker wakes readers only in batches) | %s |\n\n", firstPoll, ms(medianDur(fr)))
+}
+
+func (r *report) sectionFirstMany(p printer, o *options) {
+	p("## 5. Start to first sample, %d modules\n\n", manyModules)
+	extra := fmt.Sprintf(" The target is part 6's, started once for both parts and reused by every run: it took **%s** from exec to its \"ready\" "+
+		"(compiling and instantiating its modules), which is not in the figures below. Its calls are about 50 ms (part 4's target's 1 ms calls "+
+		"only change how often it moves to the next module). The first run is also timed step by step.", secs(r.manyStart))
+	r.firstBody(p, r.firstMany, extra)
+}
+
+func (r *report) sectionMany(p printer, o *options) {
+	m := r.many
+	p("## 6. BPF time per sample, %d modules against 1\n\n", manyModules)
+	p("Two targets with the same calls, `-scenario modules -iters %d` (calls of about 50 ms), one with `-modules %d` (part 5's) and one with `-modules 1`. "+
+		"A module's `work` is a single function, a loop, so the stacks are **1 Wasm frame deep** (`mod_work`): what differs is how many "+
+		"modules' compiled-code ranges the kernel walker searches to know the PC is Wasm. Each target has its own wasmtrace -F %d, started once and kept for the whole part. "+
+		"The two targets run side by side, so that what the machine does during a window (other processes, the host) it does to both: each window's ratio compares "+
+		"costs measured at the same time. Between those windows both targets are stopped (SIGSTOP) for %v, when every run of both programs is an early exit: "+
+		"each program's early-exit cost, for *net* as in part 1. %d repetitions of a %v window with both running and one with both stopped, in a rotated order, "+
+		"each after 0.3 s to settle; kernel BPF statistics via %s. *Own clock* as in part 1, over all the windows with both running.\n\n",
+		modIters, manyModules, bpfHz, m.exitWin, o.modReps, o.bpfWindow, m.statsVia)
+	p("| modules | wasmtrace's first sample after | target samples / window | stacks exactly `mod_work` | program runs / s (all CPUs) | early exit, ns per run | µs per target sample, raw | µs per target sample, net: median [min–max] | own clock: median; p90; p99 µs |\n")
+	p("|---|---|---|---|---|---|---|---|---|\n")
+	for _, n := range []int{manyModules, 1} {
+		var samples, runs []float64
+		for _, w := range m.windows {
+			if !w.exit {
+				samples = append(samples, float64(w.d[n].samples))
+				runs = append(runs, float64(w.d[n].runCnt)/w.window.Seconds())
+			}
+		}
+		med, lo, hi, raw := m.net(n)
+		q50, q90, q99, _ := histStats(m.timing(n))
+		tr := m.tracers[n]
+		p("| %d | %s | %.0f | %.1f%% | %.0f | %.0f | %.2f | **%.2f** [%.2f–%.2f] | **%.2f**; %.2f; %.2f |\n", n, secs(tr.startup), median(samples),
+			100*float64(tr.exact)/math.Max(1, float64(tr.total)), median(runs), float64(m.exitCost(n)),
+			float64(raw)/1e3, float64(med)/1e3, float64(lo)/1e3, float64(hi)/1e3, float64(q50)/1e3, float64(q90)/1e3, float64(q99)/1e3)
+	}
+	paired, net, clock := m.ratios()
+	q1, q3 := quartiles(m.pairRatios())
+	p("\n%d modules against 1: **%.3f×**, the median of the windows' ratios of net costs [middle half %.3f–%.3f×]; %.3f× the ratio of the net medians; "+
+		"**%.3f×** the ratio of the own-clock medians (%v buckets). Column 2 is wasmtrace's start at -F %d, the other target running; column 4 is from each wasmtrace's "+
+		"own output over its whole run (the rest of a target's samples fall between two calls: [no Wasm]).\n\n",
+		manyModules, paired, q1, q3, net, clock, loader.TimingBucket, bpfHz)
+}
+
+func (r *report) sectionAnchor(p printer, o *options) {
+	b := r.bpf
+	p("## 7. The anchor: the kernel's own frame-pointer walk\n\n")
+	p("What `perf record -g` asks of the kernel on each sample, as a BPF program: `bpf_get_stack(ctx, buf, %d, BPF_F_USER_STACK)`, the kernel's walk of the user stack "+
+		"by frame pointers, up to kernel.perf_event_max_stack = %d frames, into a per-CPU map. It is a small perf_event program built and attached like part 1's helper programs "+
+		"(cpu-clock, %d Hz, every CPU), filtered to the target's pid, and it runs in part 1's rounds, interleaved with wasmtrace's runs, on the same targets "+
+		"(`-scenario deep -depth N`), with the same windows and the same kernel statistics; its early-exit cost comes from its own runs on part 1's idle target. "+
+		"On each target sample it counts the sample, reads bpf_ktime_get_ns, walks, reads the clock again into a histogram like wasmtrace's timing map, "+
+		"and counts the frames the kernel returned; it sends nothing anywhere, so it is a lower bound for a profiler built on the kernel's walk. "+
+		"The frames it returns are the N Wasm frames (Cranelift keeps frame pointers) and the host's frames below them, as far as the frame-pointer chain goes.\n\n",
+		8*b.maxStack, b.maxStack, bpfHz)
+	p("| Wasm frames | frames returned: median (samples) | bpf_get_stack µs per target sample, net: median [min–max] | own clock: median; p90; p99 µs | wasmtrace µs per target sample, net (part 1) | wasmtrace own clock, median µs | wasmtrace / bpf_get_stack, net; own clock |\n")
+	p("|---|---|---|---|---|---|---|\n")
+	for _, d := range depths {
+		fm, fn := histMedian(b.anchorFrames(d))
+		am, alo, ahi, _ := r.bpfNetOf(d, true)
+		a50, a90, a99, _ := r.bpfTimingOf(d, true)
+		wm, _, _, _ := r.bpfNetOf(d, false)
+		w50, _, _, _ := r.bpfTimingOf(d, false)
+		p("| %d | %d (%d) | **%.2f** [%.2f–%.2f] | **%.2f**; %.2f; %.2f | %.2f | %.2f | %.1f×; %.1f× |\n", d, fm, fn,
+			float64(am)/1e3, float64(alo)/1e3, float64(ahi)/1e3, float64(a50)/1e3, float64(a90)/1e3, float64(a99)/1e3,
+			float64(wm)/1e3, float64(w50)/1e3, float64(wm)/float64(am), float64(w50)/float64(a50))
+	}
+	p("\nEarly exit of the bpf_get_stack program: %.0f ns per run (wasmtrace's: %.0f ns). Both programs' times include their timing bookkeeping "+
+		"(two bpf_ktime_get_ns and a histogram update; the anchor's net time also a second update, of the frames' histogram, outside its own clock); wasmtrace's own clock also covers finding the process's configuration, checking the PC against its compiled code and sending the sample.\n\n",
+		float64(b.exitCost(true)), float64(b.exitCost(false)))
 }
 
 func (r *report) sectionGo(p printer, o *options) {
-	p("## 5. Go benchmarks\n\n")
+	p("## 8. Go benchmarks\n\n")
 	p("`go test -run '^$' -bench . -benchmem %s` (the live ones on the %s target).\n\n", strings.Join(goBenchPackages, " "), filepath.Base(o.target))
 	p("| package | benchmark | runs | results |\n|---|---|---|---|\n")
 	for _, l := range r.goBench {
@@ -416,7 +558,7 @@ func (r *report) exitShare() string {
 	if r.bpf == nil {
 		return "n/a"
 	}
-	return fmt.Sprintf("%.3f%%", 100*float64(r.machine.cores)*999*r.bpf.exitCost().Seconds())
+	return fmt.Sprintf("%.3f%%", 100*float64(r.machine.cores)*999*r.bpf.exitCost(false).Seconds())
 }
 
 func (r *report) losslessText() string {

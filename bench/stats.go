@@ -84,3 +84,11 @@ func verdict(ok bool) string {
 	}
 	return "**missed**"
 }
+
+// secs formats d in milliseconds below 10 s, in seconds above.
+func secs(d time.Duration) string {
+	if d < 10*time.Second {
+		return ms(d)
+	}
+	return fmt.Sprintf("%.1f s", d.Seconds())
+}

@@ -350,30 +350,57 @@ static __always_inline void copy_stack(struct wt_copies *c, __u64 lo, __u64 hi)
 	c->stack_len = len;
 }
 
+/* The range the last search on this CPU found, and the configuration
+ * (wt_process.gen, new with every update of any process) it belongs to:
+ * consecutive samples, and a sample's PC and its caller, are mostly in one
+ * module, and a search of thousands of ranges misses the cache at every
+ * step. Written and read here only. */
+struct wt_range_hit {
+	__u32 gen;
+	__u32 _pad;
+	__u64 start, end;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wt_range_hit);
+} range_hit SEC(".maps");
+
 /* One step of the binary search of a process's compiled-code ranges:
  * [lo, hi) are the candidates, relative to base. */
 struct range_search {
 	__u64 pc;
+	__u64 start, end; /* the range found */
 	__u32 base, lo, hi, found;
 };
+
+/* Bisection steps per bpf_loop iteration: a call per step would cost more
+ * than the steps themselves. */
+#define WT_RANGE_STEPS_PER_CALL 4
 
 static long range_step(__u32 i, void *ctx)
 {
 	struct range_search *q = ctx;
 
-	if (q->lo >= q->hi)
-		return 1;
-	__u32 mid = q->lo + (q->hi - q->lo) / 2, key = q->base + mid;
-	const struct wt_range *r = bpf_map_lookup_elem(&code_ranges, &key);
-	if (!r)
-		return 1;
-	if (q->pc < r->start) {
-		q->hi = mid;
-	} else if (q->pc >= r->end) {
-		q->lo = mid + 1;
-	} else {
-		q->found = 1;
-		return 1;
+	for (int k = 0; k < WT_RANGE_STEPS_PER_CALL; k++) {
+		if (q->lo >= q->hi)
+			return 1;
+		__u32 mid = q->lo + (q->hi - q->lo) / 2, key = q->base + mid;
+		const struct wt_range *r = bpf_map_lookup_elem(&code_ranges, &key);
+		if (!r)
+			return 1;
+		if (q->pc < r->start) {
+			q->hi = mid;
+		} else if (q->pc >= r->end) {
+			q->lo = mid + 1;
+		} else {
+			q->found = 1;
+			q->start = r->start;
+			q->end = r->end;
+			return 1;
+		}
 	}
 	return 0;
 }
@@ -384,10 +411,19 @@ static long range_step(__u32 i, void *ctx)
 static __always_inline int in_ranges(const struct wt_process *p, __u64 pc)
 {
 	struct range_search q = { .pc = pc, .base = p->ranges_off, .hi = p->nranges };
+	__u32 zero = 0;
+	struct wt_range_hit *hit = bpf_map_lookup_elem(&range_hit, &zero);
 
+	if (hit && hit->gen == p->gen && pc - hit->start < hit->end - hit->start)
+		return 1;
 	if (q.hi > WT_RANGE_SLOTS)
 		q.hi = WT_RANGE_SLOTS;
-	bpf_loop(WT_RANGE_SEARCH_STEPS, range_step, &q, 0);
+	bpf_loop((WT_RANGE_SEARCH_STEPS + WT_RANGE_STEPS_PER_CALL - 1) / WT_RANGE_STEPS_PER_CALL, range_step, &q, 0);
+	if (q.found && hit) {
+		hit->gen = p->gen;
+		hit->start = q.start;
+		hit->end = q.end;
+	}
 	return q.found;
 }
 

@@ -121,6 +121,14 @@ type wasmtraceWtRange struct {
 	End   uint64
 }
 
+type wasmtraceWtRangeHit struct {
+	_     structs.HostLayout
+	Gen   uint32
+	Pad   uint32
+	Start uint64
+	End   uint64
+}
+
 type wasmtraceWtRate struct {
 	_      structs.HostLayout
 	Second uint64
@@ -246,6 +254,7 @@ const (
 	wasmtraceMapCounters          = "counters"
 	wasmtraceMapOffcpu            = "offcpu"
 	wasmtraceMapProcesses         = "processes"
+	wasmtraceMapRangeHit          = "range_hit"
 	wasmtraceMapRate              = "rate"
 	wasmtraceMapSamples           = "samples"
 	wasmtraceMapScratch           = "scratch"
@@ -326,6 +335,7 @@ type wasmtraceMapSpecs struct {
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
 	Offcpu      *ebpf.MapSpec `ebpf:"offcpu"`
 	Processes   *ebpf.MapSpec `ebpf:"processes"`
+	RangeHit    *ebpf.MapSpec `ebpf:"range_hit"`
 	Rate        *ebpf.MapSpec `ebpf:"rate"`
 	Samples     *ebpf.MapSpec `ebpf:"samples"`
 	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
@@ -374,6 +384,7 @@ type wasmtraceMaps struct {
 	Counters    *ebpf.Map `ebpf:"counters"`
 	Offcpu      *ebpf.Map `ebpf:"offcpu"`
 	Processes   *ebpf.Map `ebpf:"processes"`
+	RangeHit    *ebpf.Map `ebpf:"range_hit"`
 	Rate        *ebpf.Map `ebpf:"rate"`
 	Samples     *ebpf.Map `ebpf:"samples"`
 	Scratch     *ebpf.Map `ebpf:"scratch"`
@@ -389,6 +400,7 @@ func (m *wasmtraceMaps) Close() error {
 		m.Counters,
 		m.Offcpu,
 		m.Processes,
+		m.RangeHit,
 		m.Rate,
 		m.Samples,
 		m.Scratch,
