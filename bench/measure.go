@@ -605,7 +605,7 @@ func stepsOnce(t *target) (stepRun, error) {
 	if err != nil {
 		return sr, err
 	}
-	sr.modules = len(tg.Syms.Modules())
+	sr.modules = tg.Syms.Len()
 	t1 := time.Now()
 	tr, err := loader.Open(99)
 	if err != nil {

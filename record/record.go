@@ -126,23 +126,32 @@ func Prepare(pid int, log *slog.Logger) (*Target, error) {
 		return nil, err
 	}
 	syms := symbolize.New(pid, proc.ProcessMemory{PID: pid})
-	if _, err := syms.Refresh(); err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("read memory of pid %d: %w (run as root)", pid, err)
+	// Refresh locates the modules and parses none (they are parsed as
+	// samples land in them). A mapping it cannot explain (another JIT's
+	// code, a damaged image) is skipped with a warning, not a refusal:
+	// the samples in it count as host code.
+	_, rerr := syms.Refresh()
+	if rerr != nil {
+		if errors.Is(rerr, os.ErrPermission) {
+			return nil, fmt.Errorf("read memory of pid %d: %w (run as root)", pid, rerr)
 		}
-		return nil, fmt.Errorf("find compiled Wasm modules of pid %d: %w", pid, err)
+		if !onlySkipped(rerr) {
+			return nil, fmt.Errorf("find compiled Wasm modules of pid %d: %w", pid, rerr)
+		}
 	}
 	if l == nil {
 		// A compiled module's .wasmtime.engine section names the
 		// version when the binary does not.
-		for _, m := range syms.Modules() {
-			if m.Version != "" {
-				l, err = layout.ForProcess(pid, m.Version)
-				break
-			}
+		if v := syms.EngineVersion(); v != "" {
+			l, err = layout.ForProcess(pid, v)
 		}
 		if l == nil {
 			return nil, err
+		}
+	}
+	if rerr != nil {
+		for _, e := range splitErrors(rerr) {
+			log.Warn("skipped executable mapping", "pid", pid, "err", e)
 		}
 	}
 	a, err := arch.ByName(goarchOfProcess())
@@ -151,8 +160,30 @@ func Prepare(pid int, log *slog.Logger) (*Target, error) {
 	}
 	t := &Target{PID: pid, Comm: proc.ThreadName(pid, pid), Layout: l, Arch: a, Syms: syms}
 	t.Stacks, t.StacksHow = proc.StacksOf(pid)
-	log.Debug("target prepared", "pid", pid, "wasmtime", l.Version, "modules", len(syms.Modules()))
+	log.Debug("target prepared", "pid", pid, "wasmtime", l.Version, "modules", syms.Len())
 	return t, nil
+}
+
+// onlySkipped reports an error of symbolize.Refresh made only of mappings
+// it skipped (*symbolize.ImageError) and perf-map problems: Refresh then
+// read the mappings and applied what it found. A failure to read the
+// mappings is returned alone, and is no ImageError.
+func onlySkipped(err error) bool {
+	var ie *symbolize.ImageError
+	if errors.As(err, &ie) {
+		return true
+	}
+	// Joined perf-map problems alone: the mappings were read.
+	_, joined := err.(interface{ Unwrap() []error })
+	return joined
+}
+
+// splitErrors returns the errors joined in err (errors.Join), or err.
+func splitErrors(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // Run records t until opt.Duration passes, ctx is done, or the target

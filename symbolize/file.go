@@ -3,7 +3,6 @@ package symbolize
 import (
 	"debug/elf"
 	"encoding/binary"
-	"fmt"
 
 	"github.com/wasmtrace/wasmtrace/proc"
 )
@@ -27,32 +26,14 @@ import (
 // such an image fails to parse and is skipped with the reason.
 //
 // Every r-x mapping of a file is looked at, so the check that rules out
-// shared libraries and executables must be cheap: one read of the ELF
-// header at the file's offset 0, which must say ET_REL with Wasmtime's
-// OS/ABI (ELFOSABI_WASMTIME, 200, in every version supported). Linked
-// programs are ET_EXEC or ET_DYN.
+// shared libraries and executables must be cheap: the ELF header at the
+// file's offset 0 (read with those of every other candidate in one
+// vectored read, and not again while the mapping's line stays the same)
+// must say ET_REL with Wasmtime's OS/ABI (ELFOSABI_WASMTIME, 200, in every
+// version supported). Linked programs are ET_EXEC or ET_DYN.
 
 // elfOSABIWasmtime is the EI_OSABI of Wasmtime's images.
 const elfOSABIWasmtime = 200
-
-// fileTextCandidate reports whether maps[i] is an r-x mapping of a file
-// whose offset 0 is mapped right below it (in one run of mappings of the
-// same file) and holds the ELF header of a Wasmtime image.
-func fileTextCandidate(mem proc.Memory, maps []proc.Mapping, i int) bool {
-	text := maps[i]
-	if text.Anonymous() || !readExec(text) || text.Offset == 0 {
-		return false
-	}
-	base, _, ok := fileRun(maps, i)
-	if !ok {
-		return false
-	}
-	var eh [ehdrSize]byte
-	if _, err := mem.ReadAt(eh[:], base); err != nil {
-		return false
-	}
-	return wasmtimeHeader(eh[:])
-}
 
 // wasmtimeHeader reports an ELF64 header of a relocatable object with
 // Wasmtime's OS/ABI. eh holds at least ehdrSize bytes.
@@ -103,26 +84,6 @@ func fileRun(maps []proc.Mapping, ti int) (base, high uint64, ok bool) {
 		high = maps[j].End
 	}
 	return base, high, true
-}
-
-// locateFile parses the image of the file whose .text is mapped at
-// maps[ti] (a fileTextCandidate), from memory.
-func locateFile(mem proc.Memory, maps []proc.Mapping, ti int) (*Module, error) {
-	text := maps[ti]
-	base, high, ok := fileRun(maps, ti)
-	if !ok {
-		return nil, &ImageError{Text: text, Err: ErrNoImage}
-	}
-	limit := min(high-base, maxImageSize)
-	mod, err := ParseImage(proc.ReaderAt{Mem: mem, Base: base, Limit: int64(limit)}, int64(limit), base)
-	if err == nil && (mod.TextStart < text.Start || mod.TextEnd > text.End) {
-		err = fmt.Errorf("%w: .text %#x-%#x outside the executable mapping", ErrNotImage, mod.TextStart, mod.TextEnd)
-	}
-	if err != nil {
-		return nil, &ImageError{Text: text, Base: base, Err: err}
-	}
-	mod.setFile(text.Path)
-	return mod, nil
 }
 
 // setFile records the file m is mapped from, in m and in the views of a

@@ -189,8 +189,14 @@ func TestSymbolizerMappedFile(t *testing.T) {
 		t.Errorf("second Refresh = %d, %v; want 0, nil", added, err)
 	}
 
-	// Truncated past the text: the section headers are gone.
+	// Truncated past the text: the section headers are gone. The maps
+	// line is the same, so Refresh reads nothing; the first Lookup after
+	// it rereads the headers, and names nothing.
 	f.unmapMemory(g.base+g.textOff+g.textSize, g.base+uint64(len(img))+page)
+	s.Refresh()
+	if fn, m, ok := s.Lookup(pc); ok || m != nil {
+		t.Errorf("Lookup after truncation = %+v, %v, %v; want nothing", fn, m, ok)
+	}
 	added, err := s.Refresh()
 	if added != 0 || len(s.Modules()) != 0 || !errors.Is(err, proc.ErrUnreadable) {
 		t.Errorf("after truncation: added %d, %d modules, err %v; want the module dropped, unreadable", added, len(s.Modules()), err)

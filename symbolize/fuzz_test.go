@@ -2,6 +2,8 @@ package symbolize
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"testing"
 )
 
@@ -79,6 +81,53 @@ func FuzzReadPerfMap(f *testing.F) {
 			}
 			if fn.Name == "" || len(fn.Name) > maxPerfMapLine {
 				t.Fatalf("bad name %q", fn.Name)
+			}
+		}
+	})
+}
+
+// FuzzParseHead checks that the cheap pass (checkHeaders) accepts exactly
+// the images whose headers openELF (debug/elf) accepts, with the same
+// .text and fingerprint, and that every image the full parse accepts
+// passes it with the same .text.
+func FuzzParseHead(f *testing.F) {
+	for _, g := range goldens {
+		f.Add(readGolden(f, g.file))
+	}
+	f.Add([]byte("\x7fELF\x02\x01\x01"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const base = 0x7f00_0000_0000
+		size := int64(len(data))
+		h, err := parseHead(bytes.NewReader(data), size, base)
+		var want head
+		var wantErr error
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					wantErr = fmt.Errorf("panic: %v", p)
+				}
+			}()
+			if size <= 0 {
+				wantErr = ErrNotImage
+				return
+			}
+			eh, _, text, _, err := openELF(io.NewSectionReader(bytes.NewReader(data), 0, size), size)
+			if err != nil {
+				wantErr = err
+				return
+			}
+			want = head{base: base, textStart: base + text.Offset, textEnd: base + text.Offset + text.Size,
+				size: eh.extent(), fp: eh.fingerprint, shoff: eh.shoff, shnum: eh.shnum}
+		}()
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("parseHead err %v, openELF err %v", err, wantErr)
+		}
+		if err == nil && h != want {
+			t.Fatalf("parseHead = %+v, openELF gives %+v", h, want)
+		}
+		if m, err := parseImage(bytes.NewReader(data), size, base); err == nil {
+			if h.textStart != m.TextStart || h.textEnd != m.TextEnd || h.fp != m.fp || h.size != m.size {
+				t.Fatalf("parseHead = %+v, full parse text %#x-%#x", h, m.TextStart, m.TextEnd)
 			}
 		}
 	})

@@ -24,6 +24,12 @@
 // below, holds a Wasmtime ELF header; it is read from memory all the same
 // (see file.go).
 //
+// A Symbolizer follows one process and is lazy: its Refresh establishes
+// only what the kernel walker needs, each module's .text range (and a
+// fingerprint to tell a module from another compiled at the same place),
+// reading the headers of all new modules in two vectored reads; a module is
+// parsed the first time it is used (lazy.go).
+//
 // Naming: Wasmtime 37 and later name symbols
 // wasm[M]::function[I]::NAME, wasm[M]::function[I] (no name),
 // wasm[M]::array_to_wasm_trampoline[I],

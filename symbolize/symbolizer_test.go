@@ -57,11 +57,23 @@ func TestSymbolizerRefresh(t *testing.T) {
 	}
 
 	// Freed and another module compiled at the same address: the headers
-	// differ (here: one byte of the section table), so it is parsed again.
+	// differ (here: one byte of the section table). The maps lines are
+	// the same, so Refresh does not read; the first Lookup after it
+	// checks the headers and names nothing, and the next Refresh locates
+	// the new module, parsed again.
 	*f.byteAt(g.base + uint64(len(img)) - 1) ^= 0xff
+	if added, err = s.Refresh(); added != 0 || err != nil {
+		t.Errorf("Refresh after reuse = %d, %v; want 0, nil (no reads)", added, err)
+	}
+	if fn, m2, ok := s.Lookup(pc); ok || m2 != nil {
+		t.Errorf("Lookup after reuse = %+v, %v, %v; want nothing", fn, m2, ok)
+	}
 	added, err = s.Refresh()
 	if added != 1 {
-		t.Errorf("Refresh after reuse = %d, %v; want 1", added, err)
+		t.Errorf("Refresh after reuse and Lookup = %d, %v; want 1", added, err)
+	}
+	if fn, m2, ok := s.Lookup(pc); !ok || fn.Name != "chain_c" || m2 == m {
+		t.Errorf("Lookup of the new module = %+v, %v, %v; want chain_c, parsed again", fn, m2 == m, ok)
 	}
 
 	// Unmapped: dropped.
