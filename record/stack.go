@@ -19,6 +19,9 @@ type stackBuilder struct {
 // table in tests.
 type lookuper interface {
 	Lookup(pc uint64) (symbolize.Func, *symbolize.Module, bool)
+	// UnseenCode reports whether pc is in executable memory that holds
+	// no known module (symbolize.Symbolizer.UnseenCode).
+	UnseenCode(pc uint64) bool
 }
 
 // stack turns one kernel sample into a symbolized sample, root first.
@@ -43,6 +46,14 @@ func (b *stackBuilder) frames(s loader.Sample) []profile.Frame {
 		// from stale exit records: it cannot be trusted.
 		if f, _, ok := b.syms.Lookup(s.UserPC); ok && f.Kind != symbolize.Other {
 			const why = "module compiled after the last range update"
+			b.stats.Stops[why]++
+			return []profile.Frame{profile.UnwindFailedFrame(why)}
+		}
+		// A thread that entered Wasm, sampled in JIT code that no module
+		// known yet holds: most likely a module compiled since the last
+		// rescan. It is neither [no Wasm] nor the host's code.
+		if s.CTS && b.syms.UnseenCode(s.UserPC) {
+			const why = "code wasmtrace has not seen yet"
 			b.stats.Stops[why]++
 			return []profile.Frame{profile.UnwindFailedFrame(why)}
 		}

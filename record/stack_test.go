@@ -14,6 +14,11 @@ type funcTable struct {
 	m symbolize.Module
 }
 
+// Executable memory that no module of the table holds.
+const unseenLo, unseenHi = 0x5000, 0x6000
+
+func (t *funcTable) UnseenCode(pc uint64) bool { return pc >= unseenLo && pc < unseenHi }
+
 func (t *funcTable) Lookup(pc uint64) (symbolize.Func, *symbolize.Module, bool) {
 	for _, f := range t.m.Funcs {
 		if pc >= f.Start && pc < f.End {
@@ -80,6 +85,15 @@ func TestStack(t *testing.T) {
 		{"sampled while switching fibers",
 			loader.Sample{Where: loader.InHost, Stop: uint8(walker.StopFiberSwitch), UserPC: 0x9999},
 			"[unwind failed: sampled while switching fibers]"},
+		{"a thread in Wasm sampled in code no known module holds",
+			loader.Sample{Where: loader.NoWasm, UserPC: 0x5010, CTS: true},
+			"[unwind failed: code wasmtrace has not seen yet]"},
+		{"the same code in a thread that never entered Wasm is another engine's, not Wasm",
+			loader.Sample{Where: loader.NoWasm, UserPC: 0x5010},
+			"[no Wasm]"},
+		{"host code of a thread that entered Wasm is host code",
+			loader.Sample{Where: loader.InHost, UserPC: 0x9999, PCs: []uint64{0x1101}, ActStart: []uint16{0}, CTS: true},
+			"outer_mid;[host]"},
 		{"no Wasm on the stack",
 			loader.Sample{Where: loader.NoWasm, UserPC: 0x9999},
 			"[no Wasm]"},

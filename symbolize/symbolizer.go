@@ -27,7 +27,10 @@ type Symbolizer struct {
 	// lines are the bounds of each image's text mapping, as of the last
 	// Refresh: disjoint too, each holding its image's .text.
 	lines [][2]uint64
-	perf  []Func // from the perf map, sorted by Start
+	// unseen are the executable anonymous mappings that hold no known
+	// image, as of the last Refresh, sorted: code nothing names yet.
+	unseen [][2]uint64
+	perf   []Func // from the perf map, sorted by Start
 
 	// epoch counts Refreshes; an image is checked against its
 	// fingerprint at most once per epoch (Lookup).
@@ -186,14 +189,36 @@ func (s *Symbolizer) Refresh() (added int, err error) {
 		errs = append(errs, perfErr)
 	}
 
+	var unseen [][2]uint64
+	for _, m := range maps {
+		if !m.Executable() || !m.Anonymous() {
+			continue
+		}
+		// lines is sorted: it follows images, sorted by text.
+		j := sort.Search(len(lines), func(j int) bool { return lines[j][1] > m.Start })
+		if j == len(lines) || lines[j] != [2]uint64{m.Start, m.End} {
+			unseen = append(unseen, [2]uint64{m.Start, m.End})
+		}
+	}
 	s.mu.Lock()
-	s.images, s.lines = images, lines
+	s.images, s.lines, s.unseen = images, lines, unseen
 	if perfChanged {
 		s.perf = perf
 	}
 	s.epoch.Store(epoch)
 	s.mu.Unlock()
 	return added, errors.Join(errs...)
+}
+
+// UnseenCode reports whether pc lies in executable anonymous memory that
+// holds no module known at the last Refresh: JIT code wasmtrace cannot
+// name yet (a module compiled since, or another engine's code), as opposed
+// to the executable's and libraries' code.
+func (s *Symbolizer) UnseenCode(pc uint64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i := sort.Search(len(s.unseen), func(i int) bool { return s.unseen[i][1] > pc })
+	return i < len(s.unseen) && s.unseen[i][0] <= pc
 }
 
 // known returns the known image whose text lies in text mapping m.

@@ -42,6 +42,11 @@ func TestSymbolizerRefresh(t *testing.T) {
 	if got := s.TextRanges(); len(got) != 1 || got[0] != [2]uint64{g.base + g.textOff, g.base + g.textOff + g.textSize} {
 		t.Errorf("TextRanges = %#x", got)
 	}
+	// JIT code without an image is code not seen; a module's is not.
+	if !s.UnseenCode(0x1000_1010) || s.UnseenCode(pc) || s.UnseenCode(0x1000_0010) {
+		t.Errorf("UnseenCode: JIT code without image %v, module %v, unmapped %v; want true, false, false",
+			s.UnseenCode(0x1000_1010), s.UnseenCode(pc), s.UnseenCode(0x1000_0010))
+	}
 	// Padding between functions: the module, but no function.
 	if fn, m, ok := s.Lookup(g.base + g.textOff + 0x30); ok || m == nil {
 		t.Errorf("Lookup(padding) = %+v, %v, %v; want module, no function", fn, m, ok)
