@@ -46,16 +46,5 @@ if [ ! -f "$moddir/build/include/wasmtime/async.h" ]; then
 fi
 export CGO_CFLAGS="-O2 -g -I$moddir/build/include"
 
-# Build to a temp file (a copy of the output, so go build's up-to-date check
-# can skip the slow cgo link), then replace the output only if it changed.
-out=$outdir/async-$version
-tmp=$(mktemp "$out.tmp.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
-[ -f "$out" ] && cp -p "$out" "$tmp"
-(cd "$src" && go build -trimpath -o "$tmp" .)
-if [ -f "$out" ] && cmp -s "$tmp" "$out"; then
-	rm -f "$tmp"
-else
-	chmod 0755 "$tmp"
-	mv -f "$tmp" "$out"
-fi
+. "$here/../gobuild.sh"
+gobuild "$src" "$outdir/async-$version"

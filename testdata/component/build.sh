@@ -31,14 +31,5 @@ wtgo=github.com/bytecodealliance/wasmtime-go/$version
 dir=$(cd "$src" && go mod download "$wtgo" && go list -m -f '{{.Dir}}' "$wtgo")
 export CGO_CFLAGS="-I$dir/build/include ${CGO_CFLAGS:-}"
 
-out=$outdir/component-$version
-tmp=$(mktemp "$out.tmp.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
-[ -f "$out" ] && cp -p "$out" "$tmp"
-(cd "$src" && go build -trimpath -o "$tmp" .)
-if [ -f "$out" ] && cmp -s "$tmp" "$out"; then
-	rm -f "$tmp"
-else
-	chmod 0755 "$tmp"
-	mv -f "$tmp" "$out"
-fi
+. "$here/../gobuild.sh"
+gobuild "$src" "$outdir/component-$version"

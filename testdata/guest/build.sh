@@ -26,17 +26,5 @@ outdir=$(cd "$outdir" && pwd)
 export CGO_ENABLED=1
 export GOWORK=off # standalone modules, never part of a workspace
 
-# Build to a temp file that starts as a copy of the output (so go build's
-# up-to-date check can skip the slow cgo link), then replace the output
-# only if its bytes changed (a running output is never written to).
-out=$outdir/guest-$version
-tmp=$(mktemp "$out.tmp.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
-[ -f "$out" ] && cp -p "$out" "$tmp"
-(cd "$src" && go build -trimpath -o "$tmp" .)
-if [ -f "$out" ] && cmp -s "$tmp" "$out"; then
-	rm -f "$tmp"
-else
-	chmod 0755 "$tmp"
-	mv -f "$tmp" "$out"
-fi
+. "$here/../gobuild.sh"
+gobuild "$src" "$outdir/guest-$version"

@@ -36,31 +36,9 @@ outdir=$(cd "$outdir" && pwd)
 export CGO_ENABLED=1
 export GOWORK=off # these are standalone modules, never part of a workspace
 
-# build OUT [go build flags...]: build to a temp file, then replace OUT only if
-# the content changed (keeps the mtime stable for idempotent re-runs, and a
-# running OUT is never written to). The temp file starts as a copy of OUT so
-# that go build's own up-to-date check can skip the (slow) cgo link.
-tmp=
-trap 'rm -f "$tmp"' EXIT
-build() {
-	local out=$1
-	shift
-	tmp=$(mktemp "$out.tmp.XXXXXX")
-	[ -f "$out" ] && cp -p "$out" "$tmp"
-	if ! (cd "$src" && go build -trimpath "$@" -o "$tmp" .); then
-		rm -f "$tmp"
-		return 1
-	fi
-	if [ -f "$out" ] && cmp -s "$tmp" "$out"; then
-		rm -f "$tmp"
-	else
-		chmod 0755 "$tmp"
-		mv -f "$tmp" "$out"
-	fi
-	tmp=
-}
+. "$here/../gobuild.sh"
 
-build "$outdir/target-$version"
+gobuild "$src" "$outdir/target-$version"
 if [ "$stripped" = stripped ]; then
-	build "$outdir/target-$version-stripped" -ldflags="-s -w"
+	gobuild "$src" "$outdir/target-$version-stripped" -ldflags="-s -w"
 fi
