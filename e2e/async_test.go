@@ -253,4 +253,3 @@ func TestAsyncTraceTrap(t *testing.T) {
 		})
 	}
 }
-

@@ -54,7 +54,7 @@ const (
 	wasmHi   = 0x600000
 	hostPC   = 0x400100 // where a thread sampled in host code is
 	stackTop = 0x7ffd00000000
-	tp       = 0x7f0000000000 // thread pointer
+	tp       = 0x7f0000000000       // thread pointer
 	ctsBase  = stackTop - 0x8000000 // CallThreadStates (and EntryStoreContexts) live here, 0x1000 apart
 	ourStore = 0x61000000
 	other    = 0x62000000 // another store's context
