@@ -218,7 +218,9 @@ func checkHeaders(r io.ReaderAt, size int64) (h *elfHeader, textOff, textSize ui
 	bad := func(what string) (*elfHeader, uint64, uint64, error) {
 		return nil, 0, 0, fmt.Errorf("%w: %s", ErrNotImage, what)
 	}
-	if eh[elf.EI_VERSION] != byte(elf.EV_CURRENT) || o.Uint32(eh[0x14:]) != uint32(elf.EV_CURRENT) {
+	// e_version as debug/elf reads it (its Version is a byte), so that
+	// this check and the full parse accept the same headers.
+	if eh[elf.EI_VERSION] != byte(elf.EV_CURRENT) || byte(o.Uint32(eh[0x14:])) != byte(elf.EV_CURRENT) {
 		return bad("ELF version")
 	}
 	if int64(o.Uint64(eh[0x20:])) < 0 { // e_phoff
