@@ -84,7 +84,10 @@ func State(th Thread) string {
 	default:
 		s = "in host code called from Wasm"
 	}
-	if r.OnFiber && r.Where != walker.NoWasm {
+	// Its innermost activation on a fiber. (A thread whose SP is off its
+	// own stack without one, as in a signal handler on its alternate
+	// stack, is not on a fiber.)
+	if r.Where != walker.NoWasm && len(r.ActStart) > 0 && r.OnFiberAct(0) {
 		s += ", on a fiber"
 	}
 	if r.Stop != walker.StopOK {

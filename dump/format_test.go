@@ -37,6 +37,9 @@ func TestWrite(t *testing.T) {
 			Where: walker.InWasm, PCs: []uint64{0x1010, 0x1021, 0x1031, 0x1041}, ActStart: []int{0, 2},
 			Fibers: 0b11, StackEnds: 0b01, OnFiber: true,
 		}},
+		{TID: 18, Name: "signal stack", Stack: walker.Result{
+			Where: walker.InHost, PCs: []uint64{0x1051}, ActStart: []int{0}, OnFiber: true,
+		}},
 	}
 	var b bytes.Buffer
 	if err := Write(&b, threads, testNamer, true); err != nil {
@@ -67,6 +70,9 @@ thread 17 (nested fibers): in Wasm, on a fiber
   #2   0x0000000000001031  f3
   #3   0x0000000000001041  f4
                           [fiber]
+thread 18 (signal stack): in host code called from Wasm
+                          [host]
+  #0   0x0000000000001051  f5
 `
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
