@@ -1074,8 +1074,11 @@ int wasmtrace_offcpu(struct bpf_raw_tracepoint_args *ctx)
 
 	if (p && tid != 0) {
 		struct wt_record *r = walk_current(p, id, WT_EVENT_OFFCPU);
-		if (r && r->s.where != WT_WHERE_NO_WASM)
-			bpf_map_update_elem(&offcpu, &tid, &r->s, BPF_ANY);
+		/* A walk that failed is kept too, whatever it saw: its block is
+		 * then shown and counted as an unwind failure, never missing. */
+		if (r && (r->s.where != WT_WHERE_NO_WASM || r->s.stop != WT_STOP_OK) &&
+		    bpf_map_update_elem(&offcpu, &tid, &r->s, BPF_ANY))
+			count(WT_COUNTER_LOST);
 	}
 
 	struct task_struct *next = (struct task_struct *)ctx->args[2];

@@ -243,14 +243,37 @@ func TestTraceSyscall(t *testing.T) {
 
 var blockedRE = regexp.MustCompile(`^blocked=(\S+)$`)
 
+var traceTotalsRE = regexp.MustCompile(`(\d+) lost, (\d+) unwind failures`)
+
+// counted returns what wasmtrace trace's closing line counted as lost and
+// as unwind failures.
+func (r traceRun) counted(t *testing.T) (lost, failed int) {
+	t.Helper()
+	m := traceTotalsRE.FindStringSubmatch(r.stderr)
+	if m == nil {
+		t.Fatalf("no totals line in wasmtrace's stderr:\n%s", r.stderr)
+	}
+	lost, _ = strconv.Atoi(m[1])
+	failed, _ = strconv.Atoi(m[2])
+	return lost, failed
+}
+
 // A thread blocked in a host import: its Wasm stack, with about the time
-// it slept.
+// it slept. Every sleep is accounted for: shown with its stack, or counted
+// as lost or as an unwind failure (the kernel cannot fault a page in at a
+// context switch; CI saw one sleep in ten go missing, silently, before
+// such walks were kept).
 func TestTraceOffCPU(t *testing.T) {
 	r := runTrace(t, []string{"-scenario", "block", "-n", "10", "-sleep", "30ms"}, "offcpu", "--min-block", "5ms")
-	n := 0
+	n, failedShown := 0, 0
 	for _, l := range r.lines(t) {
 		if l.event != "offcpu" {
 			t.Errorf("unexpected event %+v", l)
+			continue
+		}
+		if strings.HasPrefix(l.stack, "[unwind failed: ") {
+			failedShown++
+			t.Logf("counted failure: %+v", l)
 			continue
 		}
 		if l.stack != "sleeper;sleep_mid;[host]" {
@@ -275,8 +298,13 @@ func TestTraceOffCPU(t *testing.T) {
 			t.Logf("short block: %+v", l)
 		}
 	}
-	if n != r.counts["sleeps"] || n != 10 {
-		t.Errorf("%d blocking events of about 30ms, the program slept %d times (want 10):\n%s", n, r.counts["sleeps"], r.stdout)
+	lost, failed := r.counted(t)
+	if failed != failedShown {
+		t.Errorf("%d unwind failures counted, %d shown", failed, failedShown)
+	}
+	if r.counts["sleeps"] != 10 || n < 8 || n+failed+lost < 10 {
+		t.Errorf("%d blocking events of about 30ms, %d unwind failures, %d lost; the program slept %d times (want 10, at least 8 shown):\n%s",
+			n, failed, lost, r.counts["sleeps"], r.stdout)
 	}
 }
 
@@ -288,13 +316,22 @@ func TestTraceSummaryAndFilter(t *testing.T) {
 	if got["trap_entry;trap_mid;trap_leaf"] != 6 || got["oob_entry;oob_leaf"] != 6 || got["writer;write_mid;[host]"] != 12 {
 		t.Errorf("summary %v, want 6 + 6 traps and 12 writes", got)
 	}
-	// offcpu is weighted by microseconds blocked. (One run in CI saw 4
-	// of the 5 blocks, 120.8 ms, not yet explained: the bound allows one
-	// lost block, and the test still shows each weighs its 30 ms.)
+	// offcpu is weighted by microseconds blocked. A block whose walk
+	// failed is counted under its reason (see TestTraceOffCPU), so one of
+	// the five may be there instead.
 	r = runTrace(t, []string{"-scenario", "block", "-n", "5", "-sleep", "30ms"}, "--summary", "--format", "folded", "offcpu")
 	got = folded(t, r.stdout)
-	if us := got["sleeper;sleep_mid;[host]"]; us < 4*25000 || us > 5*500000 || len(got) != 1 {
-		t.Errorf("offcpu summary %v, want about 150000 µs in sleeper;sleep_mid;[host] alone", got)
+	us, other := got["sleeper;sleep_mid;[host]"], 0
+	for stack, n := range got {
+		if stack != "sleeper;sleep_mid;[host]" && !strings.HasPrefix(stack, "[unwind failed: ") {
+			t.Errorf("offcpu summary has %s (%d µs)", stack, n)
+		}
+		if stack != "sleeper;sleep_mid;[host]" {
+			other += n
+		}
+	}
+	if us < 4*25000 || us+other < 5*25000 || us > 5*500000 {
+		t.Errorf("offcpu summary %v, want about 150000 µs in sleeper;sleep_mid;[host]", got)
 	}
 	r = runTrace(t, []string{"-scenario", "all", "-n", "12"}, "--function", "^trap_leaf$", "trap", "syscall:write")
 	lines := r.lines(t)
