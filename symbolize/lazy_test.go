@@ -199,6 +199,47 @@ func TestSymbolizerReplacedAfterParse(t *testing.T) {
 	}
 }
 
+// What a cache of Lookup's answers relies on: Generation holds while
+// nothing changes, Current says a module is still in memory, and both see
+// a module replaced at the same address with the same maps lines.
+func TestSymbolizerGenerationAndCurrent(t *testing.T) {
+	g := goldenByFile(t, "v39-module.elf")
+	img := readGolden(t, g.file)
+	var f fakeProcess
+	f.placeImage(g.base, img, g.textOff, g.textSize)
+	s, _ := countingSymbolizer(&f)
+	g0 := s.Generation()
+	s.Refresh()
+	g1 := s.Generation()
+	if g1 == g0 {
+		t.Errorf("a Refresh that found a module left the generation at %d", g1)
+	}
+	pc := g.base + g.textOff + 0x90
+	_, m, ok := s.Lookup(pc)
+	if !ok || !s.Current(m) {
+		t.Fatalf("Lookup = %v, %v; Current false", m, ok)
+	}
+	s.Refresh()
+	if s.Generation() != g1 || !s.Current(m) {
+		t.Errorf("an unchanged Refresh: generation %d (was %d), Current %v", s.Generation(), g1, s.Current(m))
+	}
+	if s.Current(nil) || s.Current(&Module{TextStart: 1}) {
+		t.Errorf("Current of a module never known")
+	}
+	*f.byteAt(g.base + 0x30) ^= 0x01 // e_flags: another module in its place
+	s.Refresh()
+	if s.Current(m) {
+		t.Errorf("Current of a replaced module")
+	}
+	g2 := s.Generation()
+	if g2 == g1 {
+		t.Errorf("a module found replaced left the generation at %d", g2)
+	}
+	if s.Current(m); s.Generation() != g2 {
+		t.Errorf("asking again about a replaced module changed the generation")
+	}
+}
+
 // The module's memory disappears (while its maps lines stay) between the
 // cheap pass and the parse: no panic, nothing named, the module dropped
 // by the next Refresh with its reason, once.

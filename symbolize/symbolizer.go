@@ -3,6 +3,7 @@ package symbolize
 import (
 	"errors"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,9 @@ type Symbolizer struct {
 	// epoch counts Refreshes; an image is checked against its
 	// fingerprint at most once per epoch (Lookup).
 	epoch atomic.Uint64
+	// gen changes whenever a Lookup could answer differently than
+	// before: see Generation.
+	gen atomic.Uint64
 
 	refreshMu sync.Mutex             // one Refresh at a time; guards below
 	failed    map[[2]uint64]struct{} // text mappings already reported
@@ -201,6 +205,9 @@ func (s *Symbolizer) Refresh() (added int, err error) {
 		}
 	}
 	s.mu.Lock()
+	if perfChanged || !slices.Equal(images, s.images) {
+		s.gen.Add(1)
+	}
 	s.images, s.lines, s.unseen = images, lines, unseen
 	if perfChanged {
 		s.perf = perf
@@ -208,6 +215,49 @@ func (s *Symbolizer) Refresh() (added int, err error) {
 	s.epoch.Store(epoch)
 	s.mu.Unlock()
 	return added, errors.Join(errs...)
+}
+
+// Generation changes whenever Lookup could name some PC differently than
+// before: a Refresh that added or dropped a module or reread the perf map,
+// or a module found replaced or damaged on use. A cache of Lookup's answers
+// made in one generation holds in that generation, provided each module it
+// names is still Current: a module freed and another compiled at the same
+// address, with the same size, is seen only when checked.
+func (s *Symbolizer) Generation() uint64 { return s.gen.Load() }
+
+// Current reports whether m, returned by Lookup, is still the module in
+// memory at its address, checking its headers once per Refresh as Lookup
+// does. Once false, it stays false, and Generation has changed.
+func (s *Symbolizer) Current(m *Module) bool {
+	if m == nil {
+		return false
+	}
+	s.mu.RLock()
+	i := sort.Search(len(s.images), func(i int) bool { return s.images[i].textStart >= m.TextStart })
+	var im *image
+	if i < len(s.images) && s.images[i].textStart == m.TextStart {
+		im = s.images[i]
+	}
+	epoch := s.epoch.Load()
+	s.mu.RUnlock()
+	if im == nil || im.mod == nil || im.mod.Base != m.Base {
+		return false
+	}
+	return s.checkCurrent(im, epoch)
+}
+
+// checkCurrent is im.current, noting in the generation that a module
+// named until now is found replaced. (One whose parse failed never named
+// anything: no generation change is needed until Refresh drops it.)
+func (s *Symbolizer) checkCurrent(im *image, epoch uint64) bool {
+	if im.state.Load() == stateReplaced {
+		return false
+	}
+	if im.current(s.mem, epoch) {
+		return true
+	}
+	s.gen.Add(1)
+	return false
 }
 
 // UnseenCode reports whether pc lies in executable anonymous memory that
@@ -272,12 +322,12 @@ func (s *Symbolizer) Lookup(pc uint64) (Func, *Module, bool) {
 	if pc < im.textStart || pc >= im.textEnd {
 		f, ok := lookupFunc(s.perf, pc)
 		s.mu.RUnlock()
-		im.current(s.mem, epoch)
+		s.checkCurrent(im, epoch)
 		return f, nil, ok
 	}
 	s.mu.RUnlock()
 	m := im.module(s.mem, epoch)
-	if m == nil || !im.current(s.mem, epoch) {
+	if m == nil || !s.checkCurrent(im, epoch) {
 		return Func{}, nil, false
 	}
 	f, ok := m.Lookup(pc)
