@@ -633,7 +633,7 @@ func stepsOnce(t *target) (stepRun, error) {
 		if err != nil {
 			return sr, fmt.Errorf("first sample: %w", err)
 		}
-		if int(s.PID) == t.pid {
+		if int(s.PID) == t.pid && !s.Event.IsNote() {
 			break
 		}
 	}

@@ -405,6 +405,36 @@ static long range_step(__u32 i, void *ctx)
 	return 0;
 }
 
+/* Code each traced process made executable lately, keyed by tgid (struct
+ * wt_recent). Written by wasmtrace_code and wasmtrace_unmap, read by walks;
+ * the loader deletes a process's entry when it stops tracing it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct wt_recent);
+} recent_code SEC(".maps");
+
+/* Whether pc is in code process pid published after covered_ns. A global
+ * function: its loop is verified once, not at each caller. The entry's
+ * lo is read before its hi, and wasmtrace_code writes hi = 0 before lo:
+ * on x86 (stores and loads each in order) a half-written entry matches
+ * nothing. */
+__noinline int in_recent(__u32 pid, __u64 covered_ns, __u64 pc)
+{
+	struct wt_recent *rc = bpf_map_lookup_elem(&recent_code, &pid);
+
+	if (!rc || rc->newest_ns <= covered_ns)
+		return 0;
+	for (int i = 0; i < WT_RECENT; i++) {
+		__u64 lo = rc->lo[i];
+		__u64 hi = rc->hi[i];
+		if (pc >= lo && pc < hi)
+			return 1;
+	}
+	return 0;
+}
+
 /* Whether pc is compiled Wasm code of process p: a binary search of its
  * sorted ranges, with bpf_loop (an open-coded loop makes the verifier walk
  * every path through it). */
@@ -424,7 +454,8 @@ static __always_inline int in_ranges(const struct wt_process *p, __u64 pc)
 		hit->start = q.start;
 		hit->end = q.end;
 	}
-	return q.found;
+	/* Not cached: the entries change without the gen changing. */
+	return q.found || in_recent(p->pid, p->covered_ns, pc);
 }
 
 static __always_inline long finish(struct walk *w, __u8 stop)
@@ -1100,6 +1131,112 @@ int wasmtrace_offcpu(struct bpf_raw_tracepoint_args *ctx)
 			count(WT_COUNTER_LOST);
 	}
 	bpf_map_delete_elem(&offcpu, &next_tid);
+	return 0;
+}
+
+/* The syscalls tracepoints' records (tracefs events/syscalls/.../format):
+ * after the common header, the syscall number, then its arguments or its
+ * return value. */
+struct wt_sys_enter {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__u64 args[6];
+};
+
+struct wt_sys_exit {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__s64 ret;
+};
+
+#define WT_PROT_EXEC 0x4
+
+/* A process's first entry, too big for the BPF stack. */
+const struct wt_recent empty_recent = {};
+
+/* Sends a stackless record of event e with arguments a0..a2. */
+static __always_inline void send_note(__u64 id, __u16 e, __u64 a0, __u64 a1, __u64 a2)
+{
+	__u32 zero = 0;
+	struct wt_record *r = bpf_map_lookup_elem(&scratch, &zero);
+
+	if (!r)
+		return;
+	__builtin_memset(&r->s, 0, __builtin_offsetof(struct wt_sample, pcs));
+	r->s.event = e;
+	r->s.time_ns = bpf_ktime_get_ns();
+	r->s.pid = id >> 32;
+	r->s.tid = (__u32)id;
+	r->s.cpu = bpf_get_smp_processor_id();
+	r->s.args[0] = a0;
+	r->s.args[1] = a1;
+	r->s.args[2] = a2;
+	/* Woken at once, whatever samples wait unread: the note must be
+	 * applied while the code it names is still there to be read. */
+	if (bpf_ringbuf_output(&samples, r, __builtin_offsetof(struct wt_sample, pcs), BPF_RB_FORCE_WAKEUP))
+		count(WT_COUNTER_LOST);
+}
+
+/* A traced process made code executable: Wasmtime publishes a module's
+ * code with mprotect(PROT_READ | PROT_EXEC) once written, in process or
+ * from a .cwasm file. From here on walks take it for Wasm code (the loader
+ * names it when the record arrives). Only mprotect runs this: nothing is
+ * added to the cost of samples or of other system calls. */
+SEC("tracepoint/syscalls/sys_exit_mprotect")
+int wasmtrace_code(struct wt_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32;
+
+	if (ctx->ret != 0 || !bpf_map_lookup_elem(&processes, &pid))
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	const struct wt_regs *regs = (const struct wt_regs *)bpf_task_pt_regs(task);
+	__u64 start = 0, len = 0, prot = 0;
+	if (!regs || bpf_probe_read_kernel(&start, sizeof(start), &regs->di) ||
+	    bpf_probe_read_kernel(&len, sizeof(len), &regs->si) ||
+	    bpf_probe_read_kernel(&prot, sizeof(prot), &regs->dx) || !(prot & WT_PROT_EXEC) || len == 0)
+		return 0;
+
+	struct wt_recent *rc = bpf_map_lookup_elem(&recent_code, &pid);
+	if (!rc) {
+		bpf_map_update_elem(&recent_code, &pid, (const void *)&empty_recent, BPF_NOEXIST);
+		rc = bpf_map_lookup_elem(&recent_code, &pid);
+	}
+	if (rc) {
+		/* Two threads publishing at once may take the same slot: one
+		 * entry is lost, and its code waits for the loader's ranges. */
+		__u32 i = rc->next % WT_RECENT;
+		rc->next = i + 1;
+		rc->hi[i] = 0;
+		rc->lo[i] = start;
+		rc->hi[i] = start + len;
+		rc->newest_ns = bpf_ktime_get_ns();
+	}
+	send_note(id, WT_EVENT_CODE, start, len, prot);
+	return 0;
+}
+
+/* A traced process unmaps memory: recent code in it is gone. */
+SEC("tracepoint/syscalls/sys_enter_munmap")
+int wasmtrace_unmap(struct wt_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32;
+
+	if (!bpf_map_lookup_elem(&processes, &pid))
+		return 0;
+	__u64 start = ctx->args[0], end = ctx->args[0] + ctx->args[1];
+	struct wt_recent *rc = bpf_map_lookup_elem(&recent_code, &pid);
+	if (rc) {
+		for (int i = 0; i < WT_RECENT; i++) {
+			if (rc->lo[i] < end && start < rc->hi[i])
+				rc->hi[i] = 0;
+		}
+	}
+	send_note(id, WT_EVENT_UNMAP, start, ctx->args[1], 0);
 	return 0;
 }
 

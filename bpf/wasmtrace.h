@@ -19,6 +19,10 @@
  * to it, so a walk never sees a run half written. Room for a process with
  * 100,000 modules while its next run is being written, and others. */
 #define WT_RANGE_SLOTS (1 << 19)
+/* Code published since the loader last wrote a process's ranges, kept by
+ * the kernel per process (struct wt_recent) so that a module is known from
+ * the moment it becomes executable; slots are reused in turn. */
+#define WT_RECENT 32
 /* Binary-search steps that cover a run of WT_RANGE_SLOTS: log2 + 1. */
 #define WT_RANGE_SEARCH_STEPS 20
 /* CallThreadState records followed per sample (other stores' included). */
@@ -56,6 +60,7 @@ enum wt_limit {
 	WT_LIMIT_FRAMES = WT_MAX_FRAMES,
 	WT_LIMIT_ACTIVATIONS = WT_MAX_ACTIVATIONS,
 	WT_LIMIT_RANGE_SLOTS = WT_RANGE_SLOTS,
+	WT_LIMIT_RECENT = WT_RECENT,
 	WT_LIMIT_CTS = WT_MAX_CTS,
 	WT_LIMIT_STEPS = WT_MAX_STEPS,
 	WT_LIMIT_READS = WT_MAX_READS,
@@ -180,7 +185,9 @@ struct wt_process {
 	__u32 ranges_off;        /* the process's compiled-code ranges: code_ranges */
 	__u32 nranges;           /* [ranges_off, ranges_off + nranges), sorted, disjoint */
 	__u32 gen;               /* changes with every update; logged with verified samples */
-	__u32 _pad;
+	__u32 pid;               /* the key: which struct wt_recent is this process's */
+	__u64 covered_ns;        /* the ranges hold all code published (WT_EVENT_CODE)
+	                            up to this time: older recent entries are in them */
 	__u64 verify_below;      /* log the reads of a sample when a 32-bit random number
 	                            is below this: 0 never, 1 << 32 always */
 };
@@ -223,6 +230,21 @@ enum wt_event {
 	WT_EVENT_OFFCPU = 3,  /* a thread back on CPU: ns blocked; the stack is the one
 	                         it left the CPU with */
 	WT_EVENT_UPROBE = 4,  /* a uprobe: its cookie (the probe's index) */
+	WT_EVENT_CODE = 5,    /* code became executable (mprotect with PROT_EXEC
+	                         returned 0): start, length, protection; no stack */
+	WT_EVENT_UNMAP = 6,   /* munmap entered: start, length; no stack */
+};
+
+/* Code a traced process made executable since the loader last wrote its
+ * ranges, by the kernel alone (wasmtrace_code, wasmtrace_unmap); walks
+ * treat a PC in [lo, hi) of an entry newer than wt_process.covered_ns as
+ * compiled Wasm. An entry is freed by setting hi to 0 first. */
+struct wt_recent {
+	__u64 newest_ns; /* when the newest entry was added */
+	__u32 next;      /* the next slot to use, modulo WT_RECENT */
+	__u32 _pad;
+	__u64 lo[WT_RECENT];
+	__u64 hi[WT_RECENT];
 };
 
 /* Knobs of `wasmtrace trace`, one value. Written by the loader before

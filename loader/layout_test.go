@@ -358,16 +358,17 @@ func TestLoadsOnlyAttachedPrograms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := loaded(tr); !slices.Equal(got, []string{progSample}) {
-		t.Errorf("Open loaded %v, want only %s", got, progSample)
+	// The code notes' programs go with every command (code.go).
+	if got := loaded(tr); !slices.Equal(got, []string{progCode, progSample, progUnmap}) {
+		t.Errorf("Open loaded %v, want only %s and the code notes'", got, progSample)
 	}
 	tr.Close()
 	tr, err = OpenTrace(TraceOptions{Trap: true, OffCPU: true, MinBlock: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := loaded(tr); !slices.Equal(got, []string{progOffCPU, progTrap}) {
-		t.Errorf("OpenTrace(trap, offcpu) loaded %v, want %s and %s", got, progOffCPU, progTrap)
+	if got := loaded(tr); !slices.Equal(got, []string{progCode, progOffCPU, progTrap, progUnmap}) {
+		t.Errorf("OpenTrace(trap, offcpu) loaded %v, want %s and %s and the code notes'", got, progOffCPU, progTrap)
 	}
 	tr.Close()
 }

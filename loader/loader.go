@@ -49,6 +49,14 @@ type Tracer struct {
 	// Where each process's ranges are in the kernel's code_ranges.
 	slots *arena
 	runs  map[uint32]*processRuns
+	// covered is each kept configuration's ProcessConfig.CoveredNs, and
+	// recent mirrors the kernel's recent_code from the code notes read,
+	// so that a logged sample is replayed with the ranges its walk saw.
+	covered map[uint32]uint64
+	recent  map[uint32]*recentCode
+
+	// codeErr is why code notes are off (CodeEvents), nil when on.
+	codeErr error
 }
 
 // keptConfigs is how many past configurations' ranges are remembered:
@@ -62,10 +70,11 @@ func Open(hz int) (*Tracer, error) {
 	if hz <= 0 || hz > 10000 {
 		return nil, fmt.Errorf("sampling frequency %d Hz is out of range 1..10000", hz)
 	}
-	t, err := load(progSample)
+	t, err := load(progSample, progCode, progUnmap)
 	if err != nil {
 		return nil, err
 	}
+	t.attachCode()
 	if err := t.attach(hz); err != nil {
 		t.Close()
 		return nil, err
@@ -80,6 +89,8 @@ const (
 	progSyscall = "wasmtrace_syscall"
 	progOffCPU  = "wasmtrace_offcpu"
 	progUprobe  = "wasmtrace_uprobe"
+	progCode    = "wasmtrace_code"
+	progUnmap   = "wasmtrace_unmap"
 )
 
 // byName is where each program goes once loaded.
@@ -87,6 +98,7 @@ func (p *wasmtracePrograms) byName() map[string]**ebpf.Program {
 	return map[string]**ebpf.Program{
 		progSample: &p.WasmtraceSample, progTrap: &p.WasmtraceTrap, progSyscall: &p.WasmtraceSyscall,
 		progOffCPU: &p.WasmtraceOffcpu, progUprobe: &p.WasmtraceUprobe,
+		progCode: &p.WasmtraceCode, progUnmap: &p.WasmtraceUnmap,
 	}
 }
 
@@ -182,6 +194,7 @@ func (t *Tracer) SetProcess(pid int, cfg ProcessConfig) error {
 		t.slots = newArena(uint32(wasmtraceWtLimitWT_LIMIT_RANGE_SLOTS))
 		t.runs = map[uint32]*processRuns{}
 		t.ranges = map[uint32][][2]uint64{}
+		t.covered = map[uint32]uint64{}
 	}
 	pr := t.runs[uint32(pid)]
 	if pr == nil {
@@ -196,7 +209,7 @@ func (t *Tracer) SetProcess(pid int, cfg ProcessConfig) error {
 		return fmt.Errorf("configure pid %d: %w", pid, err)
 	}
 	t.gen++
-	v.Gen, v.RangesOff = t.gen, run.off
+	v.Gen, v.RangesOff, v.Pid, v.CoveredNs = t.gen, run.off, uint32(pid), cfg.CoveredNs
 	if err := t.objs.Processes.Put(uint32(pid), v); err != nil {
 		t.slots.release(run)
 		return fmt.Errorf("configure pid %d: %w", pid, err)
@@ -207,7 +220,9 @@ func (t *Tracer) SetProcess(pid int, cfg ProcessConfig) error {
 		r[i] = [2]uint64{kr[i].Start, kr[i].End}
 	}
 	t.ranges[t.gen] = r
+	t.covered[t.gen] = cfg.CoveredNs
 	delete(t.ranges, t.gen-keptConfigs)
+	delete(t.covered, t.gen-keptConfigs)
 	return nil
 }
 
@@ -236,8 +251,12 @@ func (t *Tracer) RemoveProcess(pid int) error {
 	if err := t.objs.Processes.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("forget pid %d: %w", pid, err)
 	}
+	if err := t.objs.RecentCode.Delete(uint32(pid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("forget pid %d's recent code: %w", pid, err)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	delete(t.recent, uint32(pid))
 	if pr := t.runs[uint32(pid)]; pr != nil {
 		// A walk that read the configuration just deleted may still
 		// search its runs for a moment: they go back after a while.
@@ -267,12 +286,20 @@ func (t *Tracer) Read(deadline time.Time) (Sample, error) {
 		return Sample{}, err
 	}
 	s, err := decodeSample(rec.RawSample)
-	if err == nil && s.Log != nil {
+	if err != nil {
+		return s, err
+	}
+	switch {
+	case s.Event.IsNote():
 		t.mu.Lock()
-		s.Log.Ranges = t.ranges[s.Log.Gen]
+		t.noteRecent(s)
+		t.mu.Unlock()
+	case s.Log != nil:
+		t.mu.Lock()
+		s.Log.Ranges = t.recentRanges(s.PID, s.Log.Gen)
 		t.mu.Unlock()
 	}
-	return s, err
+	return s, nil
 }
 
 // Counters are the kernel side's totals since Open.

@@ -22,6 +22,11 @@ type ProcessConfig struct {
 	// Ranges are the [start, end) address ranges of compiled Wasm code
 	// (each module's .text). A sample whose PC is in one is "in Wasm".
 	Ranges [][2]uint64
+	// CoveredNs is the time (of the kernel's clock, Sample.TimeNs) of the
+	// latest EventCode note of the process that Ranges take into account:
+	// the kernel's own list of code published since then still counts.
+	// 0 when no note was read.
+	CoveredNs uint64
 	// Verify is the fraction (0 to 1) of samples whose walk logs every
 	// memory read it makes (Sample.Log), for checking against the Go
 	// walker. 0 costs nothing.

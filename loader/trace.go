@@ -27,7 +27,21 @@ const (
 	// EventUprobe is a uprobe hit: Args[0] is the probe's index in
 	// TraceOptions.Uprobes.
 	EventUprobe = Event(wasmtraceWtEventWT_EVENT_UPROBE)
+	// EventCode is a traced process making memory executable (mprotect
+	// with PROT_EXEC returned): Args are its start, length and protection.
+	// It carries no stack. Walks take that code for Wasm from then on
+	// (see CodeEvents); the symbolizer should locate it before the
+	// samples that follow.
+	EventCode = Event(wasmtraceWtEventWT_EVENT_CODE)
+	// EventUnmap is a traced process entering munmap: Args are its start
+	// and length. No stack. Samples after it are not in that memory's old
+	// code.
+	EventUnmap = Event(wasmtraceWtEventWT_EVENT_UNMAP)
 )
+
+// IsNote reports whether e tells of the process's code rather than of a
+// stack: EventCode, EventUnmap.
+func (e Event) IsNote() bool { return e == EventCode || e == EventUnmap }
 
 func (e Event) String() string {
 	switch e {
@@ -41,6 +55,10 @@ func (e Event) String() string {
 		return "offcpu"
 	case EventUprobe:
 		return "uprobe"
+	case EventCode:
+		return "code"
+	case EventUnmap:
+		return "unmap"
 	}
 	return fmt.Sprintf("event(%d)", uint16(e))
 }
@@ -84,10 +102,11 @@ func OpenTrace(o TraceOptions) (*Tracer, error) {
 			progs = append(progs, name)
 		}
 	}
-	t, err := load(progs...)
+	t, err := load(append(progs, progCode, progUnmap)...)
 	if err != nil {
 		return nil, err
 	}
+	t.attachCode()
 	if err := t.attachTrace(o); err != nil {
 		t.Close()
 		return nil, err

@@ -48,6 +48,8 @@ const (
 	wasmtraceWtEventWT_EVENT_SYSCALL wasmtraceWtEvent = 2
 	wasmtraceWtEventWT_EVENT_OFFCPU  wasmtraceWtEvent = 3
 	wasmtraceWtEventWT_EVENT_UPROBE  wasmtraceWtEvent = 4
+	wasmtraceWtEventWT_EVENT_CODE    wasmtraceWtEvent = 5
+	wasmtraceWtEventWT_EVENT_UNMAP   wasmtraceWtEvent = 6
 )
 
 type wasmtraceWtLayout struct {
@@ -87,6 +89,7 @@ const (
 	wasmtraceWtLimitWT_LIMIT_FRAMES         wasmtraceWtLimit = 256
 	wasmtraceWtLimitWT_LIMIT_ACTIVATIONS    wasmtraceWtLimit = 32
 	wasmtraceWtLimitWT_LIMIT_RANGE_SLOTS    wasmtraceWtLimit = 524288
+	wasmtraceWtLimitWT_LIMIT_RECENT         wasmtraceWtLimit = 32
 	wasmtraceWtLimitWT_LIMIT_CTS            wasmtraceWtLimit = 64
 	wasmtraceWtLimitWT_LIMIT_STEPS          wasmtraceWtLimit = 352
 	wasmtraceWtLimitWT_LIMIT_READS          wasmtraceWtLimit = 1024
@@ -111,7 +114,8 @@ type wasmtraceWtProcess struct {
 	RangesOff   uint32
 	Nranges     uint32
 	Gen         uint32
-	Pad         uint32
+	Pid         uint32
+	CoveredNs   uint64
 	VerifyBelow uint64
 }
 
@@ -151,6 +155,15 @@ type wasmtraceWtReadlog struct {
 	Nreads uint32
 	Pad    uint32
 	Reads  [1024]wasmtraceWtRead
+}
+
+type wasmtraceWtRecent struct {
+	_        structs.HostLayout
+	NewestNs uint64
+	Next     uint32
+	Pad      uint32
+	Lo       [32]uint64
+	Hi       [32]uint64
 }
 
 type wasmtraceWtRecord struct {
@@ -256,16 +269,20 @@ const (
 	wasmtraceMapProcesses         = "processes"
 	wasmtraceMapRangeHit          = "range_hit"
 	wasmtraceMapRate              = "rate"
+	wasmtraceMapRecentCode        = "recent_code"
 	wasmtraceMapSamples           = "samples"
 	wasmtraceMapScratch           = "scratch"
 	wasmtraceMapSyscalls          = "syscalls"
 	wasmtraceMapTiming            = "timing"
 	wasmtraceMapTraceConfig       = "trace_config"
+	wasmtraceProgWasmtraceCode    = "wasmtrace_code"
 	wasmtraceProgWasmtraceOffcpu  = "wasmtrace_offcpu"
 	wasmtraceProgWasmtraceSample  = "wasmtrace_sample"
 	wasmtraceProgWasmtraceSyscall = "wasmtrace_syscall"
 	wasmtraceProgWasmtraceTrap    = "wasmtrace_trap"
+	wasmtraceProgWasmtraceUnmap   = "wasmtrace_unmap"
 	wasmtraceProgWasmtraceUprobe  = "wasmtrace_uprobe"
+	wasmtraceVarEmptyRecent       = "empty_recent"
 	wasmtraceVarUnusedBound       = "unused_bound"
 	wasmtraceVarUnusedCounter     = "unused_counter"
 	wasmtraceVarUnusedEvent       = "unused_event"
@@ -319,10 +336,12 @@ type wasmtraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type wasmtraceProgramSpecs struct {
+	WasmtraceCode    *ebpf.ProgramSpec `ebpf:"wasmtrace_code"`
 	WasmtraceOffcpu  *ebpf.ProgramSpec `ebpf:"wasmtrace_offcpu"`
 	WasmtraceSample  *ebpf.ProgramSpec `ebpf:"wasmtrace_sample"`
 	WasmtraceSyscall *ebpf.ProgramSpec `ebpf:"wasmtrace_syscall"`
 	WasmtraceTrap    *ebpf.ProgramSpec `ebpf:"wasmtrace_trap"`
+	WasmtraceUnmap   *ebpf.ProgramSpec `ebpf:"wasmtrace_unmap"`
 	WasmtraceUprobe  *ebpf.ProgramSpec `ebpf:"wasmtrace_uprobe"`
 }
 
@@ -337,6 +356,7 @@ type wasmtraceMapSpecs struct {
 	Processes   *ebpf.MapSpec `ebpf:"processes"`
 	RangeHit    *ebpf.MapSpec `ebpf:"range_hit"`
 	Rate        *ebpf.MapSpec `ebpf:"rate"`
+	RecentCode  *ebpf.MapSpec `ebpf:"recent_code"`
 	Samples     *ebpf.MapSpec `ebpf:"samples"`
 	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 	Syscalls    *ebpf.MapSpec `ebpf:"syscalls"`
@@ -348,6 +368,7 @@ type wasmtraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type wasmtraceVariableSpecs struct {
+	EmptyRecent      *ebpf.VariableSpec `ebpf:"empty_recent"`
 	UnusedBound      *ebpf.VariableSpec `ebpf:"unused_bound"`
 	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -386,6 +407,7 @@ type wasmtraceMaps struct {
 	Processes   *ebpf.Map `ebpf:"processes"`
 	RangeHit    *ebpf.Map `ebpf:"range_hit"`
 	Rate        *ebpf.Map `ebpf:"rate"`
+	RecentCode  *ebpf.Map `ebpf:"recent_code"`
 	Samples     *ebpf.Map `ebpf:"samples"`
 	Scratch     *ebpf.Map `ebpf:"scratch"`
 	Syscalls    *ebpf.Map `ebpf:"syscalls"`
@@ -402,6 +424,7 @@ func (m *wasmtraceMaps) Close() error {
 		m.Processes,
 		m.RangeHit,
 		m.Rate,
+		m.RecentCode,
 		m.Samples,
 		m.Scratch,
 		m.Syscalls,
@@ -414,6 +437,7 @@ func (m *wasmtraceMaps) Close() error {
 //
 // It can be passed to loadWasmtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type wasmtraceVariables struct {
+	EmptyRecent      *ebpf.Variable `ebpf:"empty_recent"`
 	UnusedBound      *ebpf.Variable `ebpf:"unused_bound"`
 	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
@@ -429,19 +453,23 @@ type wasmtraceVariables struct {
 //
 // It can be passed to loadWasmtraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type wasmtracePrograms struct {
+	WasmtraceCode    *ebpf.Program `ebpf:"wasmtrace_code"`
 	WasmtraceOffcpu  *ebpf.Program `ebpf:"wasmtrace_offcpu"`
 	WasmtraceSample  *ebpf.Program `ebpf:"wasmtrace_sample"`
 	WasmtraceSyscall *ebpf.Program `ebpf:"wasmtrace_syscall"`
 	WasmtraceTrap    *ebpf.Program `ebpf:"wasmtrace_trap"`
+	WasmtraceUnmap   *ebpf.Program `ebpf:"wasmtrace_unmap"`
 	WasmtraceUprobe  *ebpf.Program `ebpf:"wasmtrace_uprobe"`
 }
 
 func (p *wasmtracePrograms) Close() error {
 	return _WasmtraceClose(
+		p.WasmtraceCode,
 		p.WasmtraceOffcpu,
 		p.WasmtraceSample,
 		p.WasmtraceSyscall,
 		p.WasmtraceTrap,
+		p.WasmtraceUnmap,
 		p.WasmtraceUprobe,
 	)
 }

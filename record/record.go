@@ -102,9 +102,9 @@ type Target struct {
 }
 
 // config is the kernel walker's configuration for t with compiled-code
-// ranges.
-func (t *Target) config(ranges [][2]uint64, verify float64) loader.ProcessConfig {
-	return loader.ProcessConfig{Layout: t.Layout, Arch: t.Arch, Stacks: t.Stacks, Ranges: ranges, Verify: verify}
+// ranges that take the code notes up to coveredNs into account.
+func (t *Target) config(ranges [][2]uint64, coveredNs uint64, verify float64) loader.ProcessConfig {
+	return loader.ProcessConfig{Layout: t.Layout, Arch: t.Arch, Stacks: t.Stacks, Ranges: ranges, CoveredNs: coveredNs, Verify: verify}
 }
 
 // Prepare checks that pid runs a Wasmtime wasmtrace can walk, and finds
@@ -230,6 +230,7 @@ type tracked struct {
 	t      *Target
 	ranges [][2]uint64
 	b      stackBuilder
+	notes  CodeNotes
 }
 
 func newSession(opt Options) (*session, error) {
@@ -273,9 +274,12 @@ func (s *session) close() { s.tr.Close() }
 
 // add starts walking t.
 func (s *session) add(t *Target) error {
+	if err := s.tr.CodeEvents(); err != nil {
+		s.opt.Log.Debug("no code notes: modules are found by rescans alone", "pid", t.PID, "err", err)
+	}
 	k := &tracked{t: t, b: stackBuilder{syms: t.Syms, stats: s.st}}
 	k.ranges = clampRanges(t.Syms.TextRanges(), s.opt.Log)
-	if err := s.tr.SetProcess(t.PID, t.config(k.ranges, s.opt.Verify)); err != nil {
+	if err := s.tr.SetProcess(t.PID, t.config(k.ranges, 0, s.opt.Verify)); err != nil {
 		return err
 	}
 	s.targets[uint32(t.PID)] = k
@@ -298,7 +302,8 @@ func (s *session) refresh(start time.Time) error {
 			s.opt.Log.Debug("process exited", "pid", pid)
 			continue
 		}
-		if _, err := k.t.Syms.Refresh(); err != nil {
+		covered, err := k.notes.Rescan(k.t, s.opt.Log)
+		if err != nil {
 			s.opt.Log.Debug("rescan modules", "pid", pid, "err", err)
 		}
 		nr := clampRanges(k.t.Syms.TextRanges(), s.opt.Log)
@@ -309,14 +314,10 @@ func (s *session) refresh(start time.Time) error {
 			k.t.Stacks, k.t.StacksHow = proc.StacksOf(int(pid))
 			stacksChanged = k.t.Stacks.TCBBlock != 0
 		}
-		if slices.Equal(nr, k.ranges) && !stacksChanged {
+		if slices.Equal(nr, k.ranges) && !stacksChanged && covered == k.notes.coveredNs {
 			continue
 		}
-		k.ranges = nr
-		if err := s.tr.SetProcess(int(pid), k.t.config(nr, s.opt.Verify)); err != nil {
-			s.opt.Log.Warn("update compiled-code ranges", "pid", pid, "err", err)
-		}
-		s.opt.Log.Debug("compiled-code ranges changed", "pid", pid, "ranges", len(nr))
+		s.setRanges(k, nr, covered)
 	}
 	if s.disc != nil {
 		s.discover()
@@ -333,11 +334,30 @@ func (s *session) discover() {
 	}
 }
 
-// handle symbolizes one sample into the profile.
+// setRanges gives the kernel k's ranges nr, which take the code notes up
+// to coveredNs into account.
+func (s *session) setRanges(k *tracked, nr [][2]uint64, coveredNs uint64) {
+	k.ranges = nr
+	k.notes.coveredNs = coveredNs
+	if err := s.tr.SetProcess(k.t.PID, k.t.config(nr, coveredNs, s.opt.Verify)); err != nil {
+		s.opt.Log.Warn("update compiled-code ranges", "pid", k.t.PID, "err", err)
+	}
+	s.opt.Log.Debug("compiled-code ranges changed", "pid", k.t.PID, "ranges", len(nr))
+}
+
+// handle symbolizes one sample into the profile, or applies a code note
+// (notes.go).
 func (s *session) handle(smp loader.Sample) {
 	k := s.targets[smp.PID]
 	if k == nil {
 		return // a process that exited, sampled before it was removed
+	}
+	if smp.Event.IsNote() {
+		k.notes.Note(k.t, smp)
+		return
+	}
+	if ok, covered := k.notes.Locate(k.t, s.opt.Log); ok {
+		s.setRanges(k, clampRanges(k.t.Syms.TextRanges(), s.opt.Log), covered)
 	}
 	if s.st.Verify != nil {
 		s.st.Verify.Check(smp, k.t.Layout, k.t.Arch, k.t.Stacks)

@@ -238,9 +238,10 @@ func (s *Symbolizer) Current(m *Module) bool {
 	if i < len(s.images) && s.images[i].textStart == m.TextStart {
 		im = s.images[i]
 	}
+	same := func(im *image) bool { return im != nil && im.mod != nil && im.mod.Base == m.Base && im.mod.fp == m.fp }
 	epoch := s.epoch.Load()
 	s.mu.RUnlock()
-	if im == nil || im.mod == nil || im.mod.Base != m.Base {
+	if !same(im) {
 		return false
 	}
 	return s.checkCurrent(im, epoch)
@@ -408,4 +409,43 @@ func (s *Symbolizer) EngineVersion() string {
 		}
 	}
 	return ""
+}
+
+// Forget drops at once every module whose text lies in [lo, hi): the
+// process unmapped that memory (a munmap seen by the kernel), and samples
+// taken from now on are not in their code, even if another module is
+// compiled at the same address before the next Refresh, which locates
+// whatever is there then.
+func (s *Symbolizer) Forget(lo, hi uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, im := range s.overlapping(lo, hi) {
+		if im.state.Swap(stateReplaced) != stateReplaced {
+			s.gen.Add(1)
+		}
+	}
+}
+
+// Preload parses now every known module whose text overlaps [lo, hi):
+// code just published may be freed again before its first sample is
+// named, and a module is parsed from the process's memory.
+func (s *Symbolizer) Preload(lo, hi uint64) {
+	s.mu.RLock()
+	ims := s.overlapping(lo, hi)
+	epoch := s.epoch.Load()
+	s.mu.RUnlock()
+	for _, im := range ims {
+		im.module(s.mem, epoch)
+	}
+}
+
+// overlapping returns the images whose text overlaps [lo, hi). s.mu is
+// held.
+func (s *Symbolizer) overlapping(lo, hi uint64) []*image {
+	i := sort.Search(len(s.images), func(i int) bool { return s.images[i].textEnd > lo })
+	var out []*image
+	for ; i < len(s.images) && s.images[i].textStart < hi; i++ {
+		out = append(out, s.images[i])
+	}
+	return out
 }

@@ -98,6 +98,9 @@ func Run(ctx context.Context, t *record.Target, opt Options) (*profile.Profile, 
 		return nil, nil, err
 	}
 	defer tr.Close()
+	if err := tr.CodeEvents(); err != nil {
+		opt.Log.Debug("no code notes: modules are found by rescans alone", "err", err)
+	}
 	ranges := clamp(t.Syms.TextRanges())
 	cfg := loader.ProcessConfig{Layout: t.Layout, Arch: t.Arch, Stacks: t.Stacks, Ranges: ranges}
 	if err := tr.SetProcess(t.PID, cfg); err != nil {
@@ -112,9 +115,27 @@ func Run(ctx context.Context, t *record.Target, opt Options) (*profile.Profile, 
 	st := &Stats{Unwind: record.NewStats()}
 	clock := monotonicToWall()
 	traps := trapKinds{syms: t.Syms, mem: proc.ProcessMemory{PID: t.PID}, log: opt.Log, tables: map[*symbolize.Module]*symbolize.TrapTable{}}
+	var notes record.CodeNotes
+	setRanges := func(covered uint64) {
+		nr := clamp(t.Syms.TextRanges())
+		if slices.Equal(nr, ranges) && covered == cfg.CoveredNs {
+			return
+		}
+		ranges, cfg.Ranges, cfg.CoveredNs = nr, nr, covered
+		if err := tr.SetProcess(t.PID, cfg); err != nil {
+			opt.Log.Warn("update compiled-code ranges", "pid", t.PID, "err", err)
+		}
+	}
 	handle := func(s loader.Sample) {
 		if s.PID != uint32(t.PID) {
 			return
+		}
+		if s.Event.IsNote() {
+			notes.Note(t, s)
+			return
+		}
+		if ok, covered := notes.Locate(t, opt.Log); ok {
+			setRanges(covered)
 		}
 		st.Events++
 		ev := Event{Time: clock(s.TimeNs), Kind: s.Event, Weight: 1, PC: s.UserPC}
@@ -156,16 +177,11 @@ func Run(ctx context.Context, t *record.Target, opt Options) (*profile.Profile, 
 				runErr = fmt.Errorf("pid %d: %w after %.1fs", t.PID, record.ErrTargetExited, time.Since(start).Seconds())
 				break
 			}
-			if _, err := t.Syms.Refresh(); err != nil {
+			covered, err := notes.Rescan(t, opt.Log)
+			if err != nil {
 				opt.Log.Debug("rescan modules", "pid", t.PID, "err", err)
 			}
-			if nr := clamp(t.Syms.TextRanges()); !slices.Equal(nr, ranges) {
-				ranges = nr
-				cfg.Ranges = nr
-				if err := tr.SetProcess(t.PID, cfg); err != nil {
-					opt.Log.Warn("update compiled-code ranges", "pid", t.PID, "err", err)
-				}
-			}
+			setRanges(covered)
 		}
 		deadline := nextRefresh
 		if !end.IsZero() && end.Before(deadline) {

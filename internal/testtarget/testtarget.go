@@ -77,6 +77,15 @@ func Start(tb testing.TB, bin string, args ...string) *exec.Cmd {
 // StartWithin is Start, waiting up to timeout for "ready".
 func StartWithin(tb testing.TB, timeout time.Duration, bin string, args ...string) *exec.Cmd {
 	tb.Helper()
+	cmd, _ := StartWithLines(tb, timeout, bin, args...)
+	return cmd
+}
+
+// StartWithLines is StartWithin, and also returns the lines the program
+// prints after "ready" (the most recent 1000 kept unread; older ones are
+// dropped).
+func StartWithLines(tb testing.TB, timeout time.Duration, bin string, args ...string) (*exec.Cmd, <-chan string) {
+	tb.Helper()
 	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -91,14 +100,25 @@ func StartWithin(tb testing.TB, timeout time.Duration, bin string, args ...strin
 		cmd.Wait()
 	})
 	ready := make(chan bool, 1)
+	lines := make(chan string, 1000)
 	go func() {
 		sc := bufio.NewScanner(stdout)
+		isReady := false
 		for sc.Scan() {
-			if sc.Text() == "ready" {
+			if !isReady && sc.Text() == "ready" {
+				isReady = true
 				ready <- true
+				continue
+			}
+			if isReady {
+				select {
+				case lines <- sc.Text():
+				default:
+				}
 			}
 		}
 		close(ready)
+		close(lines)
 	}()
 	select {
 	case ok := <-ready:
@@ -108,5 +128,5 @@ func StartWithin(tb testing.TB, timeout time.Duration, bin string, args ...strin
 	case <-time.After(timeout):
 		tb.Fatalf("%s %v did not print ready within %s", bin, args, timeout)
 	}
-	return cmd
+	return cmd, lines
 }

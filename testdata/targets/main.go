@@ -13,7 +13,7 @@
 // Command line:
 //
 //	-scenario NAME   chain|nested|hostburn|recursion|threads|late|all|idle|
-//	                 precompiled|deserialized, or one of the benchmark
+//	                 precompiled|deserialized|churn, or one of the benchmark
 //	                 scenarios deep|modules (default all)
 //	-cwasm PATH      precompiled: where the serialized module is written
 //	                 (default: a new temporary directory, removed on
@@ -24,6 +24,8 @@
 //	-iters N         deep, modules: burn-loop iterations per Wasm call
 //	                 (default 35000000, about 50 ms)
 //	-modules N       modules: number of modules compiled (default 100)
+//	-life DURATION   churn: how long each module lives (default 40ms)
+//	-churn-iters N   churn: burn-loop iterations per call (default 20000)
 //	-report DURATION deep, modules: print a progress line every DURATION
 //	                 (default 0: never)
 //
@@ -75,6 +77,12 @@
 //	modules    mod_work  -modules N modules (each named wasmtrace_mod_K,
 //	           K = 0..N-1) are compiled and instantiated before "ready";
 //	           one thread calls their export "work" round-robin.
+//	churn      churn_entry_K;churn_mid_K;churn_leaf_K (K even) or
+//	           churn_entry_K;churn_leaf_K (K odd): two threads each
+//	           compile module K, call it for -life, free it (Close) and
+//	           go on with a new K: 2/life modules compiled and freed a
+//	           second (50 by default). Prints "churn compiled=N freed=M"
+//	           every second.
 //
 // With -report D, the thread running Wasm prints after "ready", between two
 // calls, at most every D:
@@ -274,6 +282,95 @@ const moduleWAT = `
     (global.get $acc))
 )
 `
+
+// churnWAT is the template of the churn scenario's modules: %[1]d is the
+// module's number K, in every name, so a sample named with a module that
+// was freed shows as a wrong K. Even and odd modules differ in shape (odd
+// ones have no churn_mid_K), and share the size of their mapping, so a
+// module's code is often where the one before it was, in an identical maps
+// line: a table of the wrong module would name the other shape's PCs.
+const churnWAT = `
+(module $wasmtrace_churn_%[1]d
+  (global $acc (mut i64) (i64.const %[1]d))
+  (func $churn_entry_%[1]d (export "entry") (param $iters i32) (result i64)
+    %[2]s)
+  (func $churn_mid_%[1]d (param $iters i32) (result i64)
+    (call $churn_leaf_%[1]d (local.get $iters)))
+  (func $churn_leaf_%[1]d (param $iters i32) (result i64)
+    (local $i i32) (local $x i64)
+    (local.set $x (global.get $acc))
+    (local.set $i (local.get $iters))
+    (loop $spin
+      (local.set $x (i64.add (i64.mul (local.get $x) (i64.const 6364136223846793005))
+                             (i64.const 1442695040888963407)))
+      (global.set $acc (i64.xor (global.get $acc) (i64.shr_u (local.get $x) (i64.const 29))))
+      (br_if $spin (local.tee $i (i32.sub (local.get $i) (i32.const 1)))))
+    (global.get $acc))
+)
+`
+
+// churnModule returns module K's text.
+func churnModule(k int) string {
+	call := fmt.Sprintf("(call $churn_mid_%d (local.get $iters))", k)
+	if k%2 == 1 {
+		call = fmt.Sprintf("(call $churn_leaf_%d (local.get $iters))", k)
+	}
+	return fmt.Sprintf(churnWAT, k, call)
+}
+
+// spawnChurn runs the churn scenario on threads threads: each compiles a
+// module, calls its entry for life, frees it and compiles the next, so
+// that threads/life modules are compiled and freed each second. Module
+// numbers are unique across threads. Every second it prints "churn
+// compiled=N freed=M".
+func spawnChurn(threads int, life time.Duration, iters int, started *sync.WaitGroup) {
+	var mu sync.Mutex
+	next, compiled, freed := 0, 0, 0
+	for t := 0; t < threads; t++ {
+		started.Add(1)
+		go func() {
+			runtime.LockOSThread()
+			first := true
+			for {
+				mu.Lock()
+				k := next
+				next++
+				mu.Unlock()
+				m := compile(churnModule(k))
+				store := wasmtime.NewStore(engine)
+				inst, err := wasmtime.NewInstance(store, m, nil)
+				if err != nil {
+					log.Fatalf("instantiate churn module %d: %v", k, err)
+				}
+				f := inst.GetFunc(store, "entry")
+				if f == nil {
+					log.Fatalf("churn module %d: export entry not found", k)
+				}
+				mu.Lock()
+				compiled++
+				mu.Unlock()
+				if first {
+					started.Done()
+					first = false
+				}
+				for end := time.Now().Add(life); time.Now().Before(end); {
+					mustCall(store, f, "entry", int32(iters))
+				}
+				wasmtime.Free(store, m)
+				mu.Lock()
+				freed++
+				mu.Unlock()
+			}
+		}()
+	}
+	go func() {
+		for range time.Tick(time.Second) {
+			mu.Lock()
+			fmt.Fprintf(os.Stdout, "churn compiled=%d freed=%d\n", compiled, freed)
+			mu.Unlock()
+		}
+	}()
+}
 
 // hostBurnDuration is how long the Go side of host.burn spins per call.
 const hostBurnDuration = 50 * time.Millisecond
@@ -541,13 +638,15 @@ func spawnModules(n, iters int, report time.Duration, started *sync.WaitGroup) {
 }
 
 func main() {
-	scenario := flag.String("scenario", "all", "chain|nested|hostburn|recursion|threads|late|all|idle|precompiled|deserialized|deep|modules")
+	scenario := flag.String("scenario", "all", "chain|nested|hostburn|recursion|threads|late|all|idle|precompiled|deserialized|deep|modules|churn")
 	cwasm := flag.String("cwasm", "", "where -scenario precompiled writes the serialized module (default: a new temporary directory)")
 	threads := flag.Int("threads", 3, "number of OS threads for -scenario threads")
 	late := flag.Duration("late", 2*time.Second, "delay before the late module starts (-scenario late)")
 	depth := flag.Int("depth", 30, "exact number of Wasm frames on the stack (-scenario deep)")
 	iters := flag.Int("iters", 35000000, "burn-loop iterations per Wasm call (-scenario deep, modules)")
 	nmodules := flag.Int("modules", 100, "number of modules compiled (-scenario modules)")
+	life := flag.Duration("life", 40*time.Millisecond, "how long each module lives (-scenario churn, on 2 threads: 2/life modules a second)")
+	churnIters := flag.Int("churn-iters", 20000, "burn-loop iterations per call (-scenario churn)")
 	report := flag.Duration("report", 0, "print a progress line every `DURATION` (-scenario deep, modules; 0: never)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -591,6 +690,8 @@ func main() {
 		spawnDeep(*depth, *iters, *report, &started)
 	case "modules":
 		spawnModules(*nmodules, *iters, *report, &started)
+	case "churn":
+		spawnChurn(2, *life, *churnIters, &started)
 	case "late":
 		// The main module is compiled and instantiated (but never called)
 		// up front; the late module is compiled only after the delay.

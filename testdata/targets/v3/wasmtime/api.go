@@ -2,7 +2,11 @@
 // (../../main.go) uses, under one import path for every version.
 package wasmtime
 
-import w "github.com/bytecodealliance/wasmtime-go/v3"
+import (
+	"runtime"
+
+	w "github.com/bytecodealliance/wasmtime-go/v3"
+)
 
 type (
 	Caller   = w.Caller
@@ -26,3 +30,9 @@ var (
 	NewTrap                  = w.NewTrap
 	Wat2Wasm                 = w.Wat2Wasm
 )
+
+// Free releases a store and a module: wasmtime-go v3 has no Close, so
+// their finalizers do it, after a collection.
+func Free(s *Store, m *Module) {
+	runtime.GC()
+}

@@ -26,3 +26,10 @@ var (
 	NewTrap                  = w.NewTrap
 	Wat2Wasm                 = w.Wat2Wasm
 )
+
+// Free releases a store and a module now, as a host that unloads a
+// tenant's module does: the module's code is unmapped once nothing uses it.
+func Free(s *Store, m *Module) {
+	s.Close()
+	m.Close()
+}
