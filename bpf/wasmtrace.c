@@ -1205,17 +1205,23 @@ int wasmtrace_code(struct wt_sys_exit *ctx)
 		bpf_map_update_elem(&recent_code, &pid, (const void *)&empty_recent, BPF_NOEXIST);
 		rc = bpf_map_lookup_elem(&recent_code, &pid);
 	}
+	__u64 slot = 0, seq = 0;
 	if (rc) {
 		/* Two threads publishing at once may take the same slot: one
 		 * entry is lost, and its code waits for the loader's ranges. */
 		__u32 i = rc->next % WT_RECENT;
 		rc->next = i + 1;
+		seq = rc->count++;
 		rc->hi[i] = 0;
+		rc->seq[i] = seq;
 		rc->lo[i] = start;
 		rc->hi[i] = start + len;
 		rc->newest_ns = bpf_ktime_get_ns();
+		slot = i;
 	}
-	send_note(id, WT_EVENT_CODE, start, len, prot);
+	/* The slot and seq let the loader ask later whether this code is still
+	 * mapped (its entry's hi is zeroed by the munmap that frees it). */
+	send_note(id, WT_EVENT_CODE, start, len, (prot & 0xff) | slot << 8 | seq << 16);
 	return 0;
 }
 

@@ -231,7 +231,9 @@ enum wt_event {
 	                         it left the CPU with */
 	WT_EVENT_UPROBE = 4,  /* a uprobe: its cookie (the probe's index) */
 	WT_EVENT_CODE = 5,    /* code became executable (mprotect with PROT_EXEC
-	                         returned 0): start, length, protection; no stack */
+	                         returned 0): start, length, and the protection
+	                         (bits 0-7), wt_recent slot (8-15) and seq (16-63);
+	                         no stack */
 	WT_EVENT_UNMAP = 6,   /* munmap entered: start, length; no stack */
 };
 
@@ -243,8 +245,10 @@ struct wt_recent {
 	__u64 newest_ns; /* when the newest entry was added */
 	__u32 next;      /* the next slot to use, modulo WT_RECENT */
 	__u32 _pad;
+	__u64 count;     /* code published so far: the next entry's seq */
 	__u64 lo[WT_RECENT];
 	__u64 hi[WT_RECENT];
+	__u64 seq[WT_RECENT]; /* which publication the entry is, from count */
 };
 
 /* Knobs of `wasmtrace trace`, one value. Written by the loader before

@@ -196,7 +196,8 @@ func TestComponentVerify(t *testing.T) {
 					export = "via-lib"
 				}
 				cmd := testtarget.StartComponent(t, bin, wasms[which], export)
-				r := runWasmtrace(t, "record", "-p", fmt.Sprint(cmd.Process.Pid), "-d", "4s", "-F", "999", "--verify", "--format", "folded", "-o", "-")
+				// 5 s: 2,000 verified samples even on a loaded machine.
+				r := runWasmtrace(t, "record", "-p", fmt.Sprint(cmd.Process.Pid), "-d", "5s", "-F", "999", "--verify", "--format", "folded", "-o", "-")
 				if r.code != 0 {
 					t.Fatalf("wasmtrace exited %d: %s", r.code, r.stderr)
 				}

@@ -2,9 +2,11 @@ package loader
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -43,6 +45,33 @@ func (t *Tracer) attachCode() {
 		}
 		t.links = append(t.links, l)
 	}
+}
+
+// CodeProtection returns the protection a code note's mprotect set.
+func CodeProtection(note Sample) uint64 { return note.Args[2] & 0xff }
+
+// CodeMapped reports whether the code that note (an EventCode) told of is
+// still mapped: the munmap that frees it zeroes the kernel's entry before
+// it unmaps anything, so a module read in full while this holds, checked
+// after the read, is the module the note told of, not one compiled later
+// at the same address. False too once the entry's slot went to newer code
+// (after RecentSlots publications): then it cannot be told.
+func (t *Tracer) CodeMapped(note Sample) (bool, error) {
+	if note.Event != EventCode {
+		return false, fmt.Errorf("%s is not a code note", note.Event)
+	}
+	slot, seq := (note.Args[2]>>8)&0xff, note.Args[2]>>16
+	if slot >= uint64(RecentSlots) {
+		return false, fmt.Errorf("code note names slot %d of %d", slot, RecentSlots)
+	}
+	var rc wasmtraceWtRecent
+	if err := t.objs.RecentCode.Lookup(note.PID, &rc); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("read recent code of pid %d: %w", note.PID, err)
+	}
+	return rc.Seq[slot]&(1<<48-1) == seq && rc.Lo[slot] == note.Args[0] && rc.Hi[slot] == note.Args[0]+note.Args[1], nil
 }
 
 // recentCode mirrors one process's struct wt_recent, slot for slot, from

@@ -48,8 +48,12 @@ func TestCodeNotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	note := readNote(t, tr, EventCode, start+4096)
-	if note.Args[1] != 2*4096 || note.Args[2] != unix.PROT_READ|unix.PROT_EXEC {
+	code1 := note
+	if note.Args[1] != 2*4096 || CodeProtection(note) != unix.PROT_READ|unix.PROT_EXEC {
 		t.Errorf("code note %v, want length %d and protection r-x", note.Args, 2*4096)
+	}
+	if ok, err := tr.CodeMapped(code1); !ok || err != nil {
+		t.Errorf("CodeMapped of code just published = %v, %v", ok, err)
 	}
 	if !kernelRecent(t, tr, pid, start+4096, start+3*4096) {
 		t.Error("the kernel's recent list lacks the published code")
@@ -82,6 +86,9 @@ func TestCodeNotes(t *testing.T) {
 	}
 	if kernelRecent(t, tr, pid, start+4096, start+3*4096) {
 		t.Error("unmapped code still in the kernel's recent list")
+	}
+	if ok, err := tr.CodeMapped(code1); ok || err != nil {
+		t.Errorf("CodeMapped of unmapped code = %v, %v", ok, err)
 	}
 	tr.mu.Lock()
 	rc := tr.recent[uint32(pid)]

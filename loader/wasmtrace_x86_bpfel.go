@@ -162,8 +162,10 @@ type wasmtraceWtRecent struct {
 	NewestNs uint64
 	Next     uint32
 	Pad      uint32
+	Count    uint64
 	Lo       [32]uint64
 	Hi       [32]uint64
+	Seq      [32]uint64
 }
 
 type wasmtraceWtRecord struct {

@@ -9,21 +9,22 @@ import (
 // Code notes (loader.EventCode, loader.EventUnmap) arrive in the ring
 // buffer in order with the samples: a module's code note before any
 // sample taken in it, a munmap's note after every sample taken in the code
-// it frees. Each note is applied at its place in that order:
+// it frees. Each note is applied at its place in that order, and the
+// symbolizer follows them (symbolize.Symbolizer.FollowNotes), so that a
+// sample is named with the module that was in memory when it was taken:
 //
-//   - an unmap note makes the symbolizer forget the modules in that memory
-//     at once, and a code note whatever it knew where the new code is
-//     (code is published once);
+//   - an unmap note makes the symbolizer forget the modules in that memory;
+//     so does a code note, for what was known where the new code is (code
+//     is published once);
 //   - a code note makes the symbolizer locate and parse the new module
-//     before the next sample of that process is named (while its code is
-//     still there: it may be freed again before the next rescan), and
-//     gives the kernel ranges that cover it.
-//
-// Known limit: a rescan reads the process as it is now, ahead of the
-// samples still unread, so samples of a module freed meanwhile may be left
-// unresolved; and two modules of identical headers at the same address
-// cannot be told apart by the symbolizer's fingerprint (see the closing
-// notes of issue 12).
+//     before the next sample of that process is named, and gives the
+//     kernel ranges that cover it. The module is read from the process's
+//     memory, which may hold a later module by then (freed and compiled
+//     again at the same address, with the same headers): after the read,
+//     loader.Tracer.CodeMapped says whether the noted code was still
+//     mapped, and if not the module read is dropped, its samples left
+//     unresolved rather than named with another module's functions;
+//   - a module a rescan finds before its note is not used until the note.
 //
 // Notes come in bursts (a host compiling many modules at start-up): the
 // code notes of a burst are applied together, before the next sample.
@@ -31,25 +32,28 @@ import (
 // CodeNotes is what a process's code notes left to do; the zero value is
 // ready.
 type CodeNotes struct {
-	pending [][2]uint64 // each code range noted since the last locate
-	lastNs  uint64      // time of the latest code note read
+	// Mapped is loader.Tracer.CodeMapped; nil takes every module read
+	// as the one noted.
+	Mapped  func(note loader.Sample) (bool, error)
+	pending []loader.Sample // code notes since the last locate
+	lastNs  uint64          // time of the latest code note read
 	// coveredNs is the time of the latest code note that the kernel's
 	// current ranges take into account.
 	coveredNs uint64
+	// Gone counts code notes whose module was freed before it was read.
+	Gone int
 }
 
 // Note applies one code note of t.
 func (c *CodeNotes) Note(t *Target, s loader.Sample) {
+	lo, hi := s.Args[0], s.Args[0]+s.Args[1]
 	switch s.Event {
 	case loader.EventCode:
-		// Code is published once: whatever module was known there
-		// before is not the code of the samples that follow.
-		lo, hi := s.Args[0], s.Args[0]+s.Args[1]
 		t.Syms.Forget(lo, hi)
-		c.pending = append(c.pending, [2]uint64{lo, hi})
+		c.pending = append(c.pending, s)
 		c.lastNs = s.TimeNs
 	case loader.EventUnmap:
-		t.Syms.Forget(s.Args[0], s.Args[0]+s.Args[1])
+		t.Syms.Forget(lo, hi)
 	}
 }
 
@@ -63,8 +67,23 @@ func (c *CodeNotes) Locate(t *Target, log *slog.Logger) (located bool, coveredNs
 	if _, err := t.Syms.Refresh(); err != nil {
 		log.Debug("rescan modules after a code note", "pid", t.PID, "err", err)
 	}
-	for _, r := range c.pending {
-		t.Syms.Preload(r[0], r[1])
+	for _, n := range c.pending {
+		lo, hi := n.Args[0], n.Args[0]+n.Args[1]
+		t.Syms.Preload(lo, hi)
+		mapped := true
+		if c.Mapped != nil {
+			var err error
+			if mapped, err = c.Mapped(n); err != nil {
+				log.Debug("check noted code", "pid", t.PID, "err", err)
+				mapped = false
+			}
+		}
+		if !mapped {
+			t.Syms.Forget(lo, hi)
+			c.Gone++
+			continue
+		}
+		t.Syms.Born(lo, hi)
 	}
 	c.pending = c.pending[:0]
 	return true, c.lastNs

@@ -274,10 +274,16 @@ func (s *session) close() { s.tr.Close() }
 
 // add starts walking t.
 func (s *session) add(t *Target) error {
-	if err := s.tr.CodeEvents(); err != nil {
-		s.opt.Log.Debug("no code notes: modules are found by rescans alone", "pid", t.PID, "err", err)
+	codeNotes := s.tr.CodeEvents() == nil
+	if codeNotes {
+		t.Syms.FollowNotes() // notes.go
+	} else {
+		s.opt.Log.Debug("no code notes: modules are found by rescans alone", "pid", t.PID, "err", s.tr.CodeEvents())
 	}
 	k := &tracked{t: t, b: stackBuilder{syms: t.Syms, stats: s.st}}
+	if codeNotes {
+		k.notes.Mapped = s.tr.CodeMapped
+	}
 	k.ranges = clampRanges(t.Syms.TextRanges(), s.opt.Log)
 	if err := s.tr.SetProcess(t.PID, t.config(k.ranges, 0, s.opt.Verify)); err != nil {
 		return err
@@ -407,6 +413,11 @@ func (s *session) run(ctx context.Context) (*profile.Profile, *Stats, error) {
 			runErr = fmt.Errorf("read samples: %w", err)
 		default:
 			s.handle(smp)
+		}
+	}
+	for pid, k := range s.targets {
+		if k.notes.Gone > 0 {
+			s.opt.Log.Debug("modules freed before they could be read", "pid", pid, "modules", k.notes.Gone)
 		}
 	}
 	// Stop walking before draining, so the drain ends.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wasmtrace/wasmtrace/proc"
 )
@@ -55,6 +56,11 @@ type image struct {
 	// last seen to match its fingerprint.
 	checked atomic.Uint64
 
+	// found is when a Refresh located the image; born is set once the
+	// code note of its memory was applied (notes.go).
+	found time.Time
+	born  atomic.Bool
+
 	once  sync.Once
 	state atomic.Int32 // set last by the parse (mod, err set before); by current to replaced
 	mod   *Module
@@ -62,7 +68,7 @@ type image struct {
 }
 
 func newImage(text proc.Mapping, h head, limit uint64) *image {
-	im := &image{head: h, limit: limit, text: text, line: text}
+	im := &image{head: h, limit: limit, text: text, line: text, found: time.Now()}
 	if !text.Anonymous() {
 		im.file = text.Path
 	}

@@ -40,6 +40,12 @@ type Symbolizer struct {
 	// before: see Generation.
 	gen atomic.Uint64
 
+	// notes is set by FollowNotes; retired are the images a Refresh no
+	// longer found, kept in that mode for the samples still to be named
+	// (notes.go). Guarded by mu.
+	notes   atomic.Bool
+	retired []retiredImage
+
 	refreshMu sync.Mutex             // one Refresh at a time; guards below
 	failed    map[[2]uint64]struct{} // text mappings already reported
 	noImage   map[proc.Mapping]bool  // r-x file mappings whose file's ELF header is no Wasmtime image's
@@ -204,9 +210,18 @@ func (s *Symbolizer) Refresh() (added int, err error) {
 			unseen = append(unseen, [2]uint64{m.Start, m.End})
 		}
 	}
+	if epoch == 1 {
+		// What the first rescan finds was there before any note.
+		for _, im := range images {
+			im.born.Store(true)
+		}
+	}
 	s.mu.Lock()
 	if perfChanged || !slices.Equal(images, s.images) {
 		s.gen.Add(1)
+	}
+	if s.notes.Load() {
+		s.retire(s.images, images)
 	}
 	s.images, s.lines, s.unseen = images, lines, unseen
 	if perfChanged {
@@ -239,10 +254,17 @@ func (s *Symbolizer) Current(m *Module) bool {
 		im = s.images[i]
 	}
 	same := func(im *image) bool { return im != nil && im.mod != nil && im.mod.Base == m.Base && im.mod.fp == m.fp }
+	retired := false
+	if !same(im) && s.notes.Load() {
+		im, retired = s.lookupRetired(m.TextStart)
+	}
 	epoch := s.epoch.Load()
 	s.mu.RUnlock()
 	if !same(im) {
 		return false
+	}
+	if retired || s.notes.Load() {
+		return im.state.Load() != stateReplaced // the notes tell of reuse (notes.go)
 	}
 	return s.checkCurrent(im, epoch)
 }
@@ -310,6 +332,9 @@ func (s *Symbolizer) refreshPerfMap() (funcs []Func, changed bool, err error) {
 // a module's text mapping but past its .text is checked too, since a
 // module compiled in its place may have a longer .text.
 func (s *Symbolizer) Lookup(pc uint64) (Func, *Module, bool) {
+	if s.notes.Load() {
+		return s.lookupNotes(pc)
+	}
 	s.mu.RLock()
 	lines := s.lines
 	i := sort.Search(len(lines), func(i int) bool { return lines[i][1] > pc })
@@ -417,10 +442,15 @@ func (s *Symbolizer) EngineVersion() string {
 // compiled at the same address before the next Refresh, which locates
 // whatever is there then.
 func (s *Symbolizer) Forget(lo, hi uint64) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, im := range s.overlapping(lo, hi) {
 		if im.state.Swap(stateReplaced) != stateReplaced {
+			s.gen.Add(1)
+		}
+	}
+	if n := len(s.retired); n > 0 {
+		if s.forgetRetired(lo, hi); len(s.retired) != n {
 			s.gen.Add(1)
 		}
 	}

@@ -98,7 +98,11 @@ func Run(ctx context.Context, t *record.Target, opt Options) (*profile.Profile, 
 		return nil, nil, err
 	}
 	defer tr.Close()
-	if err := tr.CodeEvents(); err != nil {
+	var notes record.CodeNotes
+	if err := tr.CodeEvents(); err == nil {
+		t.Syms.FollowNotes() // see record.CodeNotes
+		notes.Mapped = tr.CodeMapped
+	} else {
 		opt.Log.Debug("no code notes: modules are found by rescans alone", "err", err)
 	}
 	ranges := clamp(t.Syms.TextRanges())
@@ -115,7 +119,6 @@ func Run(ctx context.Context, t *record.Target, opt Options) (*profile.Profile, 
 	st := &Stats{Unwind: record.NewStats()}
 	clock := monotonicToWall()
 	traps := trapKinds{syms: t.Syms, mem: proc.ProcessMemory{PID: t.PID}, log: opt.Log, tables: map[*symbolize.Module]*symbolize.TrapTable{}}
-	var notes record.CodeNotes
 	setRanges := func(covered uint64) {
 		nr := clamp(t.Syms.TextRanges())
 		if slices.Equal(nr, ranges) && covered == cfg.CoveredNs {
