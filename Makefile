@@ -27,13 +27,15 @@ deps-bpf:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-19 llvm-19 libbpf-dev >/dev/null; }
 
 # What the tests use besides Go: headless Chromium renders the SVG flame
-# graph, Node checks speedscope output against speedscope's own schema, and
-# setpriv (util-linux) runs wasmtrace unprivileged.
+# graph, Node checks speedscope output against speedscope's own schema,
+# setpriv (util-linux) runs wasmtrace unprivileged, and systemd-analyze
+# checks the agent's unit (deploy/).
 deps-test:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then echo "installing$$missing from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	@test -d profile/testdata/speedscope/node_modules || npm ci --prefix profile/testdata/speedscope --no-audit --no-fund --silent
@@ -52,6 +54,7 @@ targets:
 	@for v in v39 v37; do testdata/async/build.sh $$v || exit 1; done
 	@for v in v39 v37; do testdata/component/build.sh $$v || exit 1; done && testdata/component/wasm.sh
 	@for v in v39 v37 v3; do testdata/guest/build.sh $$v || exit 1; done && testdata/guest/fetch.sh
+	@testdata/otelcol/build.sh
 
 # Profile the bundled demo app (four scenarios on four threads) for 5 s.
 demo: build
@@ -60,12 +63,15 @@ demo: build
 	@echo "+ $(SUDO) $(BIN) -p $$(cat $(DEMO_PID_FILE)) -d 5s"
 	@$(SUDO) $(BIN) -p $$(cat $(DEMO_PID_FILE)) -d 5s; status=$$?; kill $$(cat $(DEMO_PID_FILE)); rm -f $(DEMO_PID_FILE); exit $$status
 
-# What wasmtrace costs on this machine, in one run of about 7 minutes (root):
+# What wasmtrace costs on this machine, in one run of about 35 minutes (root):
 # BPF time per sample, the target's slowdown next to perf record, wasmtrace's
 # own CPU, memory and lost samples, time to the first sample, Go benchmarks.
 # Prints a table and writes it to bench/results/latest.md.
 bench: build
 	testdata/targets/build.sh v39 $(TARGETDIR)
+	testdata/targets/build.sh v37 $(TARGETDIR)
+	testdata/guest/build.sh v39 && testdata/guest/fetch.sh
+	testdata/otelcol/build.sh
 	$(GO) build -o bin/wtbench ./bench
 	$(SUDO) bin/wtbench -wasmtrace $(BIN) -target $(TARGETDIR)/target-v39 -go "$$(command -v $(GO))" -o bench/results/latest.md
 

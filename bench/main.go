@@ -17,7 +17,12 @@
 //     bpf_get_stack(BPF_F_USER_STACK) (what perf record -g uses), from a
 //     small BPF program of the benchmark's own, in part 1's rounds on the
 //     same targets at the same depths;
-//  8. Go benchmarks of the userspace hot paths (-gobench).
+//  8. Go benchmarks of the userspace hot paths (-gobench);
+//  9. a long recording of a real guest (CRuby for WASI, testdata/guest):
+//     wasmtrace's RSS against time over -long (10 minutes) at 999 Hz, and
+//     its userspace CPU per sample at depths 3, 30 and 100 and on the
+//     guest, beside a baseline wasmtrace (-baseline, or built from
+//     -baseline-rev).
 //
 // It prints a Markdown report and writes it to -o (bench/results/latest.md).
 // The method of each measurement is in the report itself. The test
@@ -54,6 +59,11 @@ type options struct {
 	goTool        string
 	parts         string
 	quick         bool
+	// Part 9.
+	guest       string
+	baseline    string
+	baselineRev string
+	longFor     time.Duration
 }
 
 func (o *options) part(n byte) bool { return strings.IndexByte(o.parts, n) >= 0 }
@@ -67,12 +77,21 @@ func main() {
 	flag.StringVar(&o.repo, "repo", ".", "the wasmtrace repository (for the Go benchmarks)")
 	flag.BoolVar(&o.goBench, "gobench", true, "run the Go benchmarks")
 	flag.StringVar(&o.goTool, "go", "go", "the go `command` for the Go benchmarks")
-	parts := flag.String("parts", "1234567", "which `PARTS` to run: 1 BPF cost, 2 slowdown (3 needs it), 3 rates, 4 first sample, "+
-		"5 first sample with 10,000 modules, 6 BPF cost with 10,000 modules against 1, 7 bpf_get_stack next to part 1 (runs part 1's rounds)")
+	parts := flag.String("parts", "12345679a", "which `PARTS` to run: 1 BPF cost, 2 slowdown (3 needs it), 3 rates, 4 first sample, "+
+		"5 first sample with 10,000 modules, 6 BPF cost with 10,000 modules against 1, 7 bpf_get_stack next to part 1 (runs part 1's rounds), "+
+		"9 a long recording of a real guest (RSS against time, CPU per sample), a the agent's cost per traced process")
+	only := flag.String("only", "", "run only `PARTS` (as -parts), without the Go benchmarks: -only 9")
+	flag.StringVar(&o.guest, "guest", "testdata/guest/bin/guest-v39", "the real guest's embedder `binary` for part 9 (make targets builds it)")
+	flag.StringVar(&o.baseline, "baseline", "", "the wasmtrace `binary` part 9 compares with (default: built from -baseline-rev)")
+	flag.StringVar(&o.baselineRev, "baseline-rev", "c0dc073", "the `COMMIT` whose wasmtrace part 9 builds as its baseline")
+	flag.DurationVar(&o.longFor, "long", 10*time.Minute, "how long part 9 records the real guest (at least 10m for figures)")
 	reps := flag.Int("reps", 0, "repetitions of the slowdown runs (default 8; -quick 2)")
 	flag.Parse()
 	o.parts = *parts
 	o.quick = *quick
+	if *only != "" {
+		o.parts, o.goBench = *only, false
+	}
 
 	o.bpfReps, o.bpfWindow = 3, 3*time.Second
 	o.reps, o.window = 8, 4*time.Second
@@ -99,7 +118,7 @@ func run(o *options) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (BPF, perf events, other processes' memory)")
 	}
-	for _, p := range []*string{&o.wasmtrace, &o.target, &o.repo} {
+	for _, p := range []*string{&o.wasmtrace, &o.target, &o.repo, &o.guest} {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return err
@@ -180,6 +199,16 @@ func run(o *options) error {
 		}
 		big.stop()
 	}
+	if o.part('9') {
+		if err := step("a long recording of a real guest", func() (err error) { rep.long, err = measureLong(o); return }); err != nil {
+			return err
+		}
+	}
+	if o.part('a') {
+		if err := step("the agent's cost per traced process", func() (err error) { agentRes, err = measureAgent(o); return }); err != nil {
+			return err
+		}
+	}
 	if o.goBench {
 		if err := step("Go benchmarks", func() (err error) { rep.goBench, err = runGoBench(o); return }); err != nil {
 			return err
@@ -188,7 +217,7 @@ func run(o *options) error {
 	rep.finished = time.Now()
 	rep.loadEnd = loadAverage()
 
-	text := rep.markdown(o)
+	text := rep.markdown(o) + agentMarkdown(agentRes)
 	fmt.Print(text)
 	if o.out != "" {
 		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {

@@ -24,6 +24,7 @@ type report struct {
 	manyStart time.Duration // the 10,000-module target's start (parts 5, 6)
 	firstMany *firstResult  // part 5
 	many      *modResult    // part 6
+	long      *longResult   // part 9
 }
 
 func (r *report) slowdown(c config) (wall, cpu float64) { return r.slow.slowdown(c) }
@@ -216,6 +217,9 @@ func (r *report) markdown(o *options) string {
 		fm, fh := firstSample(r.firstMany)
 		p("| start to first sample, %d modules (median; worst; the target's own start not counted) | ≤ 0.5 s | %s; %s | %s |\n", r.firstMany.modules, secs(fm), secs(fh), verdict(fm <= 500*time.Millisecond))
 	}
+	if r.long != nil {
+		r.summaryLong(p)
+	}
 	var other []string
 	if r.slow != nil {
 		_, _, _, rss, _ := r.wasmtrace999()
@@ -248,6 +252,9 @@ func (r *report) markdown(o *options) string {
 	}
 	if r.many != nil {
 		r.sectionMany(p, o)
+	}
+	if r.long != nil {
+		r.sectionLong(p, o)
 	}
 	if len(r.goBench) > 0 {
 		r.sectionGo(p, o)

@@ -28,3 +28,21 @@ func BenchmarkAdd(b *testing.B) {
 		p.Add(samples[i%len(samples)])
 	}
 }
+
+// BenchmarkAddStack counts samples by StackID, as a recording does for a
+// stack it has seen before (record's stack cache): no frame is compared.
+func BenchmarkAddStack(b *testing.B) {
+	p := profile.New()
+	var stacks []profile.StackID
+	for i := 0; i < 16; i++ {
+		st := profile.StackID(0)
+		for d := 0; d < 30; d++ {
+			st = p.Push(st, p.Frame(profile.WasmFrame(fmt.Sprintf("func_%d_%d", d, i%(d+1)), "bench_module")))
+		}
+		stacks = append(stacks, st)
+	}
+	threads := []profile.ThreadID{p.Thread(100, "p", 100, "worker"), p.Thread(100, "p", 101, "worker")}
+	for i := 0; b.Loop(); i++ {
+		p.AddStack(stacks[i%len(stacks)], threads[i%2], 1)
+	}
+}

@@ -145,7 +145,11 @@ func (p *Profile) svgSubtitle() string {
 	if p.total > 0 {
 		s += fmt.Sprintf(" · %d with Wasm on the stack (%.1f%%)", p.WithWasm(), pct(p.WithWasm(), p.total))
 	}
-	return s + fmt.Sprintf(" · %d lost", p.Lost)
+	s += fmt.Sprintf(" · %d lost", p.Lost)
+	if p.folded.stacks > 0 {
+		s += fmt.Sprintf(" · %d rarest stacks (%d samples) folded as %s", p.folded.stacks, p.folded.samples, FoldedMarker)
+	}
+	return s
 }
 
 // writeLegend draws one swatch for each kind of frame in the tree, and one
@@ -172,6 +176,7 @@ func writeLegend(bw *bufio.Writer, y int, root *flameNode) {
 		{KindFiber, frameFill(FiberFrame()), Fiber + " onto a fiber"},
 		{KindProcess, frameFill(ProcessFrame(0, "")), "process"},
 		{KindThread, frameFill(ThreadFrame(0, "")), "thread"},
+		{KindFolded, frameFill(FoldedFrame()), FoldedMarker + " rarest callees"},
 		{KindNoWasm, frameFill(NoWasmFrame()), NoWasm},
 		{KindUnwindFailed, frameFill(UnwindFailedFrame("")), "[unwind failed]"},
 		{KindUnresolved, frameFill(UnresolvedFrame(0)), "unresolved address"},
@@ -232,6 +237,8 @@ func frameFill(f Frame) string {
 		return rgb(120+30*v1, 200+25*v1, 190+25*v2)
 	case KindFiber:
 		return rgb(150, 200, 235)
+	case KindFolded:
+		return rgb(210, 210, 195)
 	case KindNoWasm:
 		return rgb(185, 185, 185)
 	case KindUnwindFailed:
@@ -251,6 +258,8 @@ func kindText(k Kind) string {
 		return "host code"
 	case KindFiber:
 		return "the stack moves onto a fiber (async Wasmtime)"
+	case KindFolded:
+		return "the rarest callees, folded to keep within --max-stacks"
 	case KindNoWasm:
 		return "no Wasm on the stack"
 	case KindUnwindFailed:

@@ -45,6 +45,9 @@ func (p *Profile) Pprof() *profile.Profile {
 			fmt.Sprintf("wasmtrace: %s, %d Hz, %d samples, %d lost", p.subject(), p.Hz, p.total, p.Lost),
 		},
 	}
+	if t := p.foldedText(); t != "" {
+		out.Comments = append(out.Comments, "wasmtrace: "+t)
+	}
 	mapping := &profile.Mapping{ID: 1, File: DisplayName(p.Comm), HasFunctions: true}
 	out.Mapping = []*profile.Mapping{mapping}
 	type funcKey struct{ name, file string }

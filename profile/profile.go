@@ -14,7 +14,6 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -35,6 +34,9 @@ const (
 	// thread's own stack, above it Wasm that async Wasmtime runs on a
 	// fiber stack of its own.
 	Fiber = "[fiber]"
+	// FoldedMarker stands for the rarest callees of its caller, folded into it
+	// to keep a profile within its MaxStacks.
+	FoldedMarker = "[folded]"
 )
 
 // UnwindFailed is the name of the root frame of a sample whose walk
@@ -67,6 +69,10 @@ const (
 	KindProcess
 	// KindFiber is the [fiber] marker.
 	KindFiber
+	// KindFolded is the [folded] marker: it stands for the callees of its
+	// caller that were folded into it to keep the profile within
+	// MaxStacks.
+	KindFolded
 )
 
 var kindNames = [...]string{
@@ -78,6 +84,7 @@ var kindNames = [...]string{
 	KindThread:       "thread",
 	KindProcess:      "process",
 	KindFiber:        "fiber",
+	KindFolded:       "folded",
 }
 
 func (k Kind) String() string {
@@ -116,6 +123,9 @@ func HostFrame() Frame { return Frame{Kind: KindHost, Name: Host} }
 // FiberFrame is the [fiber] marker.
 func FiberFrame() Frame { return Frame{Kind: KindFiber, Name: Fiber} }
 
+// FoldedFrame is the [folded] marker.
+func FoldedFrame() Frame { return Frame{Kind: KindFolded, Name: FoldedMarker} }
+
 // NoWasmFrame is the [no Wasm] root.
 func NoWasmFrame() Frame { return Frame{Kind: KindNoWasm, Name: NoWasm} }
 
@@ -141,7 +151,7 @@ func ProcessFrame(pid int, process string) Frame {
 
 // IsMarker reports whether f is one of wasmtrace's bracketed markers.
 func (f Frame) IsMarker() bool {
-	return f.Kind == KindHost || f.Kind == KindNoWasm || f.Kind == KindUnwindFailed || f.Kind == KindFiber
+	return f.Kind == KindHost || f.Kind == KindNoWasm || f.Kind == KindUnwindFailed || f.Kind == KindFiber || f.Kind == KindFolded
 }
 
 func compareFrames(a, b Frame) int {
@@ -164,6 +174,12 @@ type Count struct {
 }
 
 // Profile is a multiset of samples, with what is known of the recording.
+//
+// It is kept as a frame table (each distinct Frame once, by FrameID), a
+// stack trie (each distinct stack a node, keyed by its caller's node and
+// its leaf frame: a StackID) and a count per (stack, thread), so that its
+// memory grows with what is distinct, not with the samples. Every writer
+// reads that one structure (aggregate.go).
 type Profile struct {
 	// PID and Comm name the process recorded; PID is 0 when the profile
 	// holds several processes (each sample names its own).
@@ -181,52 +197,32 @@ type Profile struct {
 	// are rooted at "pid N (NAME)" (above the thread, with ByThread), and
 	// speedscope writes one profile per process (or per thread).
 	ByProcess bool
+	// MaxStacks, when positive, bounds the distinct stacks kept: when one
+	// more would exceed it, the rarest are folded into their callers
+	// (see fold.go). 0 keeps every stack.
+	MaxStacks int
 
-	counts map[string]*Count
-	total  int
+	agg
 }
 
 // New makes an empty profile.
-func New() *Profile { return &Profile{counts: map[string]*Count{}} }
+func New() *Profile {
+	p := &Profile{}
+	p.agg.init()
+	return p
+}
 
 // Add counts one occurrence of s.
 func (p *Profile) Add(s Sample) { p.AddN(s, 1) }
 
-// AddN counts n occurrences of s. The profile keeps its own copy of
-// s.Frames.
+// AddN counts n occurrences of s. The profile keeps its own copy of what
+// it needs of s.
 func (p *Profile) AddN(s Sample, n int) {
-	key := sampleKey(s)
-	c := p.counts[key]
-	if c == nil {
-		s.Frames = slices.Clone(s.Frames)
-		c = &Count{Sample: s}
-		p.counts[key] = c
-	}
-	c.N += n
-	p.total += n
-}
-
-// sampleKey encodes every field of s, each string length-prefixed, so two
-// samples share a key only when they are equal.
-func sampleKey(s Sample) string {
-	var b []byte
-	str := func(v string) {
-		b = strconv.AppendInt(b, int64(len(v)), 10)
-		b = append(b, ':')
-		b = append(b, v...)
-	}
-	b = strconv.AppendInt(b, int64(s.PID), 10)
-	b = append(b, '/')
-	str(s.Process)
-	b = strconv.AppendInt(b, int64(s.TID), 10)
-	b = append(b, '/')
-	str(s.Thread)
+	st := StackID(0)
 	for _, f := range s.Frames {
-		b = append(b, byte(f.Kind))
-		str(f.Name)
-		str(f.Module)
+		st = p.Push(st, p.Frame(f))
 	}
-	return string(b)
+	p.AddStack(st, p.Thread(s.PID, s.Process, s.TID, s.Thread), n)
 }
 
 // Total is the number of samples.
@@ -243,14 +239,11 @@ func (p *Profile) Period() int64 {
 // Samples returns the distinct samples, ordered by pid, process name, tid,
 // thread name and frames, so output is deterministic.
 func (p *Profile) Samples() []Count {
-	out := make([]Count, 0, len(p.counts))
-	for _, c := range p.counts {
-		out = append(out, *c)
+	cs := p.samples()
+	out := make([]Count, len(cs))
+	for i, c := range cs {
+		out[i] = c.Count
 	}
-	slices.SortFunc(out, func(a, b Count) int {
-		return cmp.Or(cmp.Compare(a.PID, b.PID), strings.Compare(a.Process, b.Process), cmp.Compare(a.TID, b.TID),
-			strings.Compare(a.Thread, b.Thread), slices.CompareFunc(a.Frames, b.Frames, compareFrames))
-	})
 	return out
 }
 
@@ -266,26 +259,36 @@ type Stack struct {
 // each stack at its process and then its thread. Most frequent first, ties
 // in frame order.
 func (p *Profile) Stacks() []Stack {
-	by := map[string]*Stack{}
-	for _, c := range p.counts {
-		frames := c.Frames
-		if p.ByThread {
-			frames = append([]Frame{ThreadFrame(c.TID, c.Thread)}, frames...)
-		}
-		if p.ByProcess {
-			frames = append([]Frame{ProcessFrame(c.PID, c.Process)}, frames...)
-		}
-		key := sampleKey(Sample{Frames: frames})
-		s := by[key]
-		if s == nil {
-			s = &Stack{Frames: frames}
-			by[key] = s
-		}
-		s.Count += c.N
+	type key struct {
+		proc, thread string // the root frames' names, "" when not split
+		stack        StackID
 	}
-	out := make([]Stack, 0, len(by))
-	for _, s := range by {
-		out = append(out, *s)
+	by := map[key]int{}
+	var order []key
+	for ck, n := range p.counts {
+		k := key{stack: ck.stack}
+		th := &p.threads[ck.thread]
+		if p.ByProcess {
+			k.proc = th.procName
+		}
+		if p.ByThread {
+			k.thread = th.threadName
+		}
+		if _, ok := by[k]; !ok {
+			order = append(order, k)
+		}
+		by[k] += int(n)
+	}
+	out := make([]Stack, 0, len(order))
+	for _, k := range order {
+		var frames []Frame
+		if p.ByProcess {
+			frames = append(frames, Frame{Kind: KindProcess, Name: k.proc})
+		}
+		if p.ByThread {
+			frames = append(frames, Frame{Kind: KindThread, Name: k.thread})
+		}
+		out = append(out, Stack{Frames: p.appendFrames(frames, k.stack), Count: by[k]})
 	}
 	slices.SortFunc(out, func(a, b Stack) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), slices.CompareFunc(a.Frames, b.Frames, compareFrames))
@@ -299,25 +302,18 @@ func (p *Profile) subject() string {
 	if p.PID != 0 {
 		return fmt.Sprintf("pid %d (%s)", p.PID, DisplayName(p.Comm))
 	}
-	pids := map[int]bool{}
-	for _, c := range p.counts {
-		pids[c.PID] = true
+	pids := map[int]string{}
+	for ck := range p.counts {
+		th := &p.threads[ck.thread]
+		pids[th.PID] = th.Process
 	}
 	if len(pids) == 1 {
-		for _, c := range p.counts {
-			return fmt.Sprintf("pid %d (%s)", c.PID, DisplayName(c.Process))
+		for pid, process := range pids {
+			return fmt.Sprintf("pid %d (%s)", pid, DisplayName(process))
 		}
 	}
 	return fmt.Sprintf("%d processes", len(pids))
 }
 
 // WithWasm counts the samples that had Wasm on the stack.
-func (p *Profile) WithWasm() int {
-	n := 0
-	for _, c := range p.counts {
-		if len(c.Frames) > 0 && c.Frames[0].Kind != KindNoWasm && c.Frames[0].Kind != KindUnwindFailed {
-			n += c.N
-		}
-	}
-	return n
-}
+func (p *Profile) WithWasm() int { return int(p.withWasm) }

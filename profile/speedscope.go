@@ -62,7 +62,7 @@ func (p *Profile) WriteSpeedscope(w io.Writer) error {
 		Exporter: "wasmtrace",
 	}
 
-	samples := p.Samples()
+	samples := p.samples()
 	// Frames sorted by name, so the file does not depend on map order.
 	index := map[Frame]int{}
 	var frames []Frame
@@ -85,7 +85,7 @@ func (p *Profile) WriteSpeedscope(w io.Writer) error {
 		name     string
 		pid, tid int
 		total    int
-		stacks   map[string]*Stack
+		stacks   map[StackID]*Stack
 	}
 	type groupKey struct{ pid, tid int }
 	groups := map[groupKey]*group{} // one, {0, 0}, unless split
@@ -106,14 +106,13 @@ func (p *Profile) WriteSpeedscope(w io.Writer) error {
 			if name == "" {
 				name = "all samples"
 			}
-			g = &group{name: name, pid: k.pid, tid: k.tid, stacks: map[string]*Stack{}}
+			g = &group{name: name, pid: k.pid, tid: k.tid, stacks: map[StackID]*Stack{}}
 			groups[k] = g
 		}
-		key := sampleKey(Sample{Frames: c.Frames})
-		s := g.stacks[key]
+		s := g.stacks[c.stack]
 		if s == nil {
 			s = &Stack{Frames: c.Frames}
-			g.stacks[key] = s
+			g.stacks[c.stack] = s
 		}
 		s.Count += c.N
 		g.total += c.N

@@ -60,6 +60,9 @@ func (p *Profile) WriteTop(w io.Writer, n int) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "%s: %d samples in %.1fs at %d Hz, %d with Wasm on the stack, %d lost\n",
 		p.subject(), p.total, p.Duration.Seconds(), p.Hz, p.WithWasm(), p.Lost)
+	if t := p.foldedText(); t != "" {
+		fmt.Fprintln(bw, t)
+	}
 	if p.total == 0 {
 		fmt.Fprintln(bw, "no samples: the process used no CPU while wasmtrace ran")
 		return bw.Flush()

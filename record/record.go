@@ -43,6 +43,17 @@ type Options struct {
 	// Opening, if set, is the kernel walker opened by OpenAsync (at Hz);
 	// otherwise Run opens it.
 	Opening *Opening
+	// Windows makes each Tick hand over a window (window.go): Tick then
+	// owns p, which holds only the samples since the previous Tick, and
+	// the recording goes on into a new profile.
+	Windows bool
+	// OnTrace, if set, is called from the recording goroutine with each
+	// process as it starts being traced.
+	OnTrace func(t *Target)
+	// MaxStacks, when positive, bounds the distinct stacks the profile
+	// keeps (profile.Profile.MaxStacks): the rarest are folded into their
+	// callers.
+	MaxStacks int
 }
 
 // Opening is the kernel walker being loaded and attached in the background.
@@ -223,6 +234,7 @@ type session struct {
 	st      *Stats
 	targets map[uint32]*tracked
 	disc    *discovery // nil unless recording every process
+	since   time.Time  // when s.p's samples began
 }
 
 // tracked is a process being walked by the kernel.
@@ -264,6 +276,7 @@ func newSession(opt Options) (*session, error) {
 		s.st.Verify = verify.New()
 	}
 	s.p.Hz = opt.Hz
+	s.p.MaxStacks = opt.MaxStacks
 	if opt.All {
 		s.disc = newDiscovery(opt.Log)
 	}
@@ -280,7 +293,7 @@ func (s *session) add(t *Target) error {
 	} else {
 		s.opt.Log.Debug("no code notes: modules are found by rescans alone", "pid", t.PID, "err", s.tr.CodeEvents())
 	}
-	k := &tracked{t: t, b: stackBuilder{syms: t.Syms, stats: s.st}}
+	k := &tracked{t: t, b: newStackBuilder(t.Syms, s.st, s.p)}
 	if codeNotes {
 		k.notes.Mapped = s.tr.CodeMapped
 	}
@@ -290,6 +303,9 @@ func (s *session) add(t *Target) error {
 	}
 	s.targets[uint32(t.PID)] = k
 	s.st.Processes++
+	if s.opt.OnTrace != nil {
+		s.opt.OnTrace(t)
+	}
 	s.opt.Log.Debug("tracing", "pid", t.PID, "comm", t.Comm, "wasmtime", t.Layout.Version)
 	return nil
 }
@@ -312,6 +328,7 @@ func (s *session) refresh(start time.Time) error {
 		if err != nil {
 			s.opt.Log.Debug("rescan modules", "pid", pid, "err", err)
 		}
+		k.b.newEpoch() // cached names are checked against the modules again
 		nr := clampRanges(k.t.Syms.TextRanges(), s.opt.Log)
 		stacksChanged := false
 		if k.t.Stacks.TCBBlock == 0 {
@@ -363,18 +380,18 @@ func (s *session) handle(smp loader.Sample) {
 		return
 	}
 	if ok, covered := k.notes.Locate(k.t, s.opt.Log); ok {
+		k.b.newEpoch() // a rescan: cached names are checked again
 		s.setRanges(k, clampRanges(k.t.Syms.TextRanges(), s.opt.Log), covered)
 	}
 	if s.st.Verify != nil {
 		s.st.Verify.Check(smp, k.t.Layout, k.t.Arch, k.t.Stacks)
 	}
-	ps := k.b.stack(smp)
-	ps.Process = k.t.Comm
-	s.p.Add(ps)
+	k.b.add(s.p, smp, k.t.Comm)
 }
 
 func (s *session) run(ctx context.Context) (*profile.Profile, *Stats, error) {
 	start := time.Now()
+	s.since = start
 	var end time.Time
 	if s.opt.Duration > 0 {
 		end = start.Add(s.opt.Duration)
@@ -395,9 +412,7 @@ func (s *session) run(ctx context.Context) (*profile.Profile, *Stats, error) {
 		}
 		if s.opt.Tick != nil && !now.Before(nextTick) {
 			nextTick = now.Add(s.opt.TickEvery)
-			s.p.Duration = now.Sub(start)
-			s.counters()
-			s.opt.Tick(s.p, s.st)
+			s.tick(now)
 		}
 		deadline := nextRefresh
 		if s.opt.Tick != nil && nextTick.Before(deadline) {
@@ -417,7 +432,7 @@ func (s *session) run(ctx context.Context) (*profile.Profile, *Stats, error) {
 	}
 	for pid, k := range s.targets {
 		if k.notes.Gone > 0 {
-			s.opt.Log.Debug("modules freed before they could be read", "pid", pid, "modules", k.notes.Gone)
+			s.opt.Log.Debug("modules freed before they could be read: their samples are unresolved", "pid", pid, "modules", k.notes.Gone)
 		}
 	}
 	// Stop walking before draining, so the drain ends.
@@ -431,7 +446,7 @@ func (s *session) run(ctx context.Context) (*profile.Profile, *Stats, error) {
 		}
 		s.handle(smp)
 	}
-	s.p.Duration = time.Since(start)
+	s.p.Duration = time.Since(s.since)
 	s.counters()
 	return s.p, s.st, runErr
 }

@@ -8,10 +8,12 @@ import (
 
 	"github.com/wasmtrace/wasmtrace/internal/testtarget"
 	"github.com/wasmtrace/wasmtrace/loader"
+	"github.com/wasmtrace/wasmtrace/profile"
 )
 
-// BenchmarkStack turns one kernel sample of 3, 30 and 100 Wasm frames into
-// a symbolized stack, as Run does for every sample. The frames are real:
+// BenchmarkStack counts one kernel sample of 3, 30 and 100 Wasm frames in
+// a profile, as Run does for every sample: symbolized (or found in the
+// caches) and aggregated. The frames are real:
 // PCs in the deep function of a live test target (testdata/targets,
 // -scenario deep). It needs root and WASMTRACE_BENCH_TARGET set to the
 // target binary (make bench does both).
@@ -36,21 +38,38 @@ func BenchmarkStack(b *testing.B) {
 	if leaf == 0 {
 		b.Fatal("function deep of module wasmtrace_bench not found")
 	}
-	for _, depth := range []int{3, 30, 100} {
-		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
-			s := loader.Sample{PID: uint32(pid), TID: uint32(pid) + 1, Comm: "target", Where: loader.InWasm,
-				UserPC: leaf, PCs: make([]uint64, depth), ActStart: []uint16{0}}
-			s.PCs[0] = leaf
-			for i := 1; i < depth; i++ {
-				s.PCs[i] = leaf + 1 // a return address: looked up at -1
-			}
-			sb := stackBuilder{syms: t.Syms, stats: &Stats{Stops: map[string]int{}}}
-			for b.Loop() {
-				if got := sb.stack(s); len(got.Frames) != depth {
-					b.Fatalf("%d frames, want %d", len(got.Frames), depth)
+	// cached: the same stack every time, as most samples are (the stack
+	// cache answers); stacks: a stack not cached whose PCs are (the PC
+	// cache answers, the trie is walked); cold: nothing cached, every PC
+	// looked up and named.
+	for _, mode := range []string{"cached", "stacks", "cold"} {
+		for _, depth := range []int{3, 30, 100} {
+			b.Run(fmt.Sprintf("%s/depth=%d", mode, depth), func(b *testing.B) {
+				s := loader.Sample{PID: uint32(pid), TID: uint32(pid) + 1, Comm: "target", Where: loader.InWasm,
+					UserPC: leaf, PCs: make([]uint64, depth), ActStart: []uint16{0}}
+				s.PCs[0] = leaf
+				for i := 1; i < depth; i++ {
+					s.PCs[i] = leaf + 1 // a return address: looked up at -1
 				}
-			}
-		})
+				p := profile.New()
+				sb := newStackBuilder(t.Syms, &Stats{Stops: map[string]int{}}, p)
+				sb.add(p, s, "target")
+				for b.Loop() {
+					switch mode {
+					case "stacks":
+						clear(sb.stacks)
+					case "cold":
+						clear(sb.stacks)
+						clear(sb.pcs)
+						clear(sb.checked)
+					}
+					sb.add(p, s, "target")
+				}
+				if got := p.Samples(); len(got) != 1 || len(got[0].Frames) != depth {
+					b.Fatalf("%d samples, want one of %d frames", len(got), depth)
+				}
+			})
+		}
 	}
 }
 

@@ -1,17 +1,44 @@
 package record
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
 	"github.com/wasmtrace/wasmtrace/loader"
+	"github.com/wasmtrace/wasmtrace/profile"
 	"github.com/wasmtrace/wasmtrace/symbolize"
 	"github.com/wasmtrace/wasmtrace/walker"
 )
 
-// funcTable is a fixed module: functions at [start, end).
+// funcTable is a fixed module: functions at [start, end). A test may
+// replace the module (replace) as a module freed and another compiled at
+// its address would be.
 type funcTable struct {
-	m symbolize.Module
+	m       *symbolize.Module
+	gen     uint64
+	lookups int // Lookup calls
+	current int // Current calls
+}
+
+func (t *funcTable) Generation() uint64 { return t.gen }
+
+func (t *funcTable) Current(m *symbolize.Module) bool {
+	t.current++
+	return m == t.m
+}
+
+// replace puts another module at the same address: as the real
+// Symbolizer, only Current says so, and then the generation changes.
+func (t *funcTable) replace(rename func(string) string) {
+	m := *t.m
+	m.Funcs = nil
+	for _, f := range t.m.Funcs {
+		f.Name = rename(f.Name)
+		m.Funcs = append(m.Funcs, f)
+	}
+	t.m = &m
+	t.gen++
 }
 
 // Executable memory that no module of the table holds.
@@ -20,9 +47,10 @@ const unseenLo, unseenHi = 0x5000, 0x6000
 func (t *funcTable) UnseenCode(pc uint64) bool { return pc >= unseenLo && pc < unseenHi }
 
 func (t *funcTable) Lookup(pc uint64) (symbolize.Func, *symbolize.Module, bool) {
+	t.lookups++
 	for _, f := range t.m.Funcs {
 		if pc >= f.Start && pc < f.End {
-			return f, &t.m, true
+			return f, t.m, true
 		}
 	}
 	return symbolize.Func{}, nil, false
@@ -32,7 +60,7 @@ func testModule() *funcTable {
 	fn := func(start uint64, name string, kind symbolize.Kind) symbolize.Func {
 		return symbolize.Func{Start: start, End: start + 0x100, Name: name, Kind: kind, Index: -1}
 	}
-	return &funcTable{symbolize.Module{Name: "m", Funcs: []symbolize.Func{
+	return &funcTable{m: &symbolize.Module{Name: "m", Funcs: []symbolize.Func{
 		fn(0x1000, "outer", symbolize.WasmFunction),
 		fn(0x1100, "outer_mid", symbolize.WasmFunction),
 		fn(0x1200, "inner", symbolize.WasmFunction),
@@ -119,6 +147,126 @@ func TestStack(t *testing.T) {
 			if n := len(st.Stops); (n == 1) != failed {
 				t.Errorf("stops counted %v", st.Stops)
 			}
+			// A recording's path, with its caches: the same stack, the
+			// second and third time from the cache.
+			rst := &Stats{Stops: map[string]int{}}
+			p := profile.New()
+			rb := newStackBuilder(testModule(), rst, p)
+			for range 3 {
+				rb.add(p, tc.s, "proc")
+			}
+			if got, want := folded(t, p), tc.want+" 3\n"; got != want {
+				t.Errorf("recorded %q, want %q", got, want)
+			}
+			if rst.Samples != 3 || len(rst.Stops) != len(st.Stops) {
+				t.Errorf("recorded stats %+v, want 3 samples and stops %v", rst, st.Stops)
+			}
 		})
+	}
+}
+
+func folded(t *testing.T, p *profile.Profile) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := p.WriteFolded(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+var deepSample = loader.Sample{PID: 1, TID: 2, Comm: "w", Where: loader.InWasm, UserPC: 0x1310,
+	PCs: []uint64{0x1310, 0x1201, 0x1101, 0x1001}, ActStart: []uint16{0, 2}}
+
+// A stack seen before is not symbolized again: no Lookup at all.
+func TestStackCacheSkipsSymbolizing(t *testing.T) {
+	syms := testModule()
+	p := profile.New()
+	b := newStackBuilder(syms, &Stats{Stops: map[string]int{}}, p)
+	b.add(p, deepSample, "proc")
+	n := syms.lookups
+	if n != 4 {
+		t.Fatalf("%d lookups for 4 PCs", n)
+	}
+	for range 10 {
+		b.add(p, deepSample, "proc")
+	}
+	if syms.lookups != n {
+		t.Errorf("%d lookups for 10 cached samples", syms.lookups-n)
+	}
+	// Another stack sharing PCs looks up only the new one.
+	other := deepSample
+	other.PCs = []uint64{0x1310, 0x1201, 0x1101, 0x1010}
+	b.add(p, other, "proc")
+	if syms.lookups != n+1 {
+		t.Errorf("%d lookups for a stack with one new PC", syms.lookups-n)
+	}
+	// What else decides the frames is in the key: the same PCs in one
+	// activation have no [host] between them.
+	one := deepSample
+	one.ActStart = []uint16{0}
+	b.add(p, one, "proc")
+	if got, want := folded(t, p), "outer;outer_mid;[host];inner;inner_leaf 11\nouter;outer_mid;inner;inner_leaf 1\nouter;outer_mid;[host];inner;inner_leaf 1\n"; got != want &&
+		got != "outer;outer_mid;[host];inner;inner_leaf 12\nouter;outer_mid;inner;inner_leaf 1\n" {
+		t.Errorf("profile:\n%s", got)
+	}
+}
+
+// A module replaced at the same address (same generation until Current
+// is asked) is noticed on the first cached use after a refresh, and its
+// new names are used from then on.
+func TestStackCacheFollowsModules(t *testing.T) {
+	syms := testModule()
+	p := profile.New()
+	b := newStackBuilder(syms, &Stats{Stops: map[string]int{}}, p)
+	b.add(p, deepSample, "proc")
+	b.add(p, deepSample, "proc")
+	if syms.current != 0 {
+		// Lookup itself checked the module: no Current needed yet.
+		t.Errorf("%d Current calls before any refresh", syms.current)
+	}
+	b.newEpoch()
+	b.add(p, deepSample, "proc")
+	b.add(p, deepSample, "proc")
+	if syms.current != 1 {
+		t.Errorf("%d Current calls for two cached samples after a refresh, want 1", syms.current)
+	}
+	syms.replace(func(n string) string { return "new_" + n })
+	syms.gen-- // not known until Current says so
+	b.newEpoch()
+	b.add(p, deepSample, "proc")
+	if got, want := folded(t, p), "new_outer;new_outer_mid;[host];new_inner;new_inner_leaf 1\nouter;outer_mid;[host];inner;inner_leaf 4\n"; got != want {
+		t.Errorf("after the module was replaced:\n%s\nwant\n%s", got, want)
+	}
+	// A generation change alone empties the caches too.
+	syms.replace(func(n string) string { return "v3_" + n[len("new_"):] })
+	b.add(p, deepSample, "proc")
+	if got := folded(t, p); !strings.Contains(got, "v3_outer;v3_outer_mid;[host];v3_inner;v3_inner_leaf 1\n") {
+		t.Errorf("after a generation change:\n%s", got)
+	}
+}
+
+// A profile that folds its stacks renumbers them: the cache does not
+// count a sample under a stale id.
+func TestStackCacheFollowsFolding(t *testing.T) {
+	syms := testModule()
+	p := profile.New()
+	p.MaxStacks = 2
+	b := newStackBuilder(syms, &Stats{Stops: map[string]int{}}, p)
+	a := deepSample
+	c := deepSample
+	c.PCs = []uint64{0x1210, 0x1101, 0x1001}
+	c.ActStart = []uint16{0}
+	d := c
+	d.PCs = []uint64{0x1010}
+	for range 5 {
+		b.add(p, a, "proc")
+	}
+	b.add(p, c, "proc")
+	b.add(p, d, "proc") // a third stack: the two rarest fold
+	for range 2 {
+		b.add(p, a, "proc")
+	}
+	if got, want := folded(t, p), "[folded] 2\nouter;outer_mid;[host];inner;inner_leaf 7\n"; got != want {
+		t.Errorf("profile:\n%s\nwant\n%s", got, want)
 	}
 }

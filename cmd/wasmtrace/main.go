@@ -21,6 +21,7 @@ Usage:
   wasmtrace inspect -p PID          show how wasmtrace sees the process's Wasmtime
   wasmtrace dump -p PID             print every thread's Wasm stack now (pauses each thread briefly)
   wasmtrace trace -p PID EVENT...   print the Wasm stack of each trap, system call, block or uprobe
+  wasmtrace agent [flags]           profile every Wasmtime process continuously, export OTLP profiles
   wasmtrace version
 
 Run "wasmtrace COMMAND -h" for the flags of a command.
@@ -69,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDump(args, stdout, stderr)
 	case "trace":
 		err = cmdTrace(args, stdout, stderr)
+	case "agent":
+		err = cmdAgent(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "wasmtrace", version)
 	case "help":

@@ -30,11 +30,12 @@ func cmdRecord(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("o", "-", "write the profile to `FILE` (- for stdout)")
 	format := fs.String("format", "", "`FORMAT` of the profile: text, folded, pprof, svg, speedscope\n(default: from the -o file name; text on stdout)")
 	threads := fs.Bool("threads", false, "split the profile by thread: root each stack at its thread (tid and name);\none speedscope profile per thread")
+	maxStacks := fs.Int("max-stacks", 0, "keep at most `N` distinct stacks: beyond, the rarest are folded into their\ncallers as [folded], and the count folded is reported (default: unlimited)")
 	verbose := fs.Bool("v", false, "log what wasmtrace does on stderr")
 	var verifyFrac float64
 	fs.Var(verifyFlag{&verifyFrac}, "verify", "check the kernel's walk of `FRACTION` of the samples (all if bare) against\nthe Go walker; differences make the exit status 4 (see above)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: wasmtrace record -p PID|-a [-F HZ] [-d DURATION] [-o FILE] [--format FORMAT] [--threads] [--verify[=FRACTION]]
+		fmt.Fprint(fs.Output(), `Usage: wasmtrace record -p PID|-a [-F HZ] [-d DURATION] [-o FILE] [--format FORMAT] [--threads] [--max-stacks N] [--verify[=FRACTION]]
 
 Samples the process's threads on every CPU and prints where its WebAssembly
 spends CPU. Stacks list Wasm functions; [host] marks host code (on top: a host
@@ -76,6 +77,10 @@ Formats (--format FORMAT, or chosen by the -o file name; stdout gets text):
 		fmt.Fprintf(stderr, "wasmtrace record: -F %d is out of range 1..10000\n", *hz)
 		return errUsage
 	}
+	if *maxStacks < 0 {
+		fmt.Fprintf(stderr, "wasmtrace record: --max-stacks %d must not be negative\n", *maxStacks)
+		return errUsage
+	}
 	log := newLogger(stderr, *verbose)
 
 	var t *record.Target
@@ -100,7 +105,7 @@ Formats (--format FORMAT, or chosen by the -o file name; stdout gets text):
 		<-ctx.Done()
 		stop()
 	}()
-	opt := record.Options{PID: *pid, Hz: *hz, Duration: dur, Log: log, Verify: verifyFrac, Opening: opening}
+	opt := record.Options{PID: *pid, Hz: *hz, Duration: dur, Log: log, Verify: verifyFrac, Opening: opening, MaxStacks: *maxStacks}
 	if isTerminal(stderr) {
 		opt.Tick = statusLine(stderr)
 	}
@@ -161,6 +166,10 @@ func summarize(stderr io.Writer, p *profile.Profile, st *record.Stats) {
 		p.Total(), p.WithWasm(), failed, st.Lost)
 	for why, n := range st.Stops {
 		fmt.Fprintf(stderr, "wasmtrace:   %d samples: %s\n", n, why)
+	}
+	if stacks, samples := p.Folded(); stacks > 0 {
+		fmt.Fprintf(stderr, "wasmtrace: --max-stacks %d: folded the rarest stacks %d times (%d samples) into their callers as %s\n",
+			p.MaxStacks, stacks, samples, profile.FoldedMarker)
 	}
 }
 

@@ -24,8 +24,9 @@ func cmdTop(args []string, stdout, stderr io.Writer) error {
 	hz := fs.Int("F", 99, "sampling frequency in `HZ` per CPU")
 	var dur time.Duration
 	fs.Var(durationFlag{&dur}, "d", "stop after `DURATION`; default: until q or Ctrl-C")
+	maxStacks := fs.Int("max-stacks", 0, "keep at most `N` distinct stacks: beyond, the rarest are folded into their\ncallers as [folded], and the header says how many (default: unlimited)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: wasmtrace top -p PID [-F HZ] [-d DURATION]
+		fmt.Fprint(fs.Output(), `Usage: wasmtrace top -p PID [-F HZ] [-d DURATION] [--max-stacks N]
 
 A live view of where the process's WebAssembly spends CPU, refreshed every
 second: for each function, its share of the last second's samples (SELF%:
@@ -44,6 +45,10 @@ Example:
 	}
 	if *pid == 0 {
 		fmt.Fprintln(stderr, "wasmtrace top: -p PID is required")
+		return errUsage
+	}
+	if *maxStacks < 0 {
+		fmt.Fprintf(stderr, "wasmtrace top: --max-stacks %d must not be negative\n", *maxStacks)
 		return errUsage
 	}
 	opening := record.OpenAsync(*hz)
@@ -81,7 +86,7 @@ Example:
 	}
 
 	v := &topView{out: stdout, tty: tty, t: t, hz: *hz, prev: map[string]profile.Func{}}
-	_, _, runErr := record.Run(ctx, t, record.Options{PID: *pid, Hz: *hz, Duration: dur, Tick: v.draw, Opening: opening})
+	_, _, runErr := record.Run(ctx, t, record.Options{PID: *pid, Hz: *hz, Duration: dur, Tick: v.draw, Opening: opening, MaxStacks: *maxStacks})
 	return runErr
 }
 
@@ -138,6 +143,10 @@ func (v *topView) draw(p *profile.Profile, st *record.Stats) {
 	secs := func(n int) float64 { return float64(n) / float64(v.hz) }
 	fmt.Fprintf(bw, "wasmtrace top: pid %d (%s), Wasmtime %s   %.0fs   %d samples/s   %d lost   q to quit%s",
 		v.t.PID, v.t.Comm, v.t.Layout.Version, p.Duration.Seconds(), window, st.Lost-v.prevLost, nl)
+	if stacks, samples := p.Folded(); stacks > 0 {
+		fmt.Fprintf(bw, "--max-stacks %d: the rarest stacks folded %d times (%d samples) into their callers as %s%s",
+			p.MaxStacks, stacks, samples, profile.FoldedMarker, nl)
+	}
 	fmt.Fprintf(bw, "%s%7s %7s %9s %9s  %s%s", nl, "SELF%", "TOTAL%", "SELF(s)", "TOTAL(s)", "FUNCTION", nl)
 	for i, r := range rows {
 		if i >= height-4 {

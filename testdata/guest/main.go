@@ -81,6 +81,15 @@ end
 wt_work
 `
 
+// nestScript makes wt_work call the script's wt_work through %d levels of
+// map blocks (each level is the interpreter calling itself through
+// rb_yield, about ten Wasm frames), for deeper stacks.
+const nestScript = `
+alias wt_body wt_work
+def wt_nest(n) = n == 0 ? wt_body : [n].map { |k| wt_nest(k - 1) }.first
+def wt_work = wt_nest(%d)
+`
+
 func init() {
 	// Keep the main goroutine on the process's main thread (TID == PID) so
 	// that no Wasm ever runs there: Ruby runs on the locked worker threads.
@@ -94,11 +103,18 @@ func main() {
 	threads := flag.Int("threads", 2, "OS threads running Ruby, one Store each")
 	script := flag.String("script", defaultScript, "Ruby `CODE` defining wt_work")
 	cacheDir := flag.String("cache", "", "keep the compiled module in `DIR`")
+	nest := flag.Int("nest", 0, "call wt_work through `N` levels of blocks (deeper stacks)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("guest: ")
 	if *threads < 1 || *threads > 64 {
 		log.Fatalf("-threads must be in 1..64")
+	}
+	if *nest < 0 || *nest > 100 {
+		log.Fatalf("-nest must be in 0..100")
+	}
+	if *nest > 0 {
+		*script += fmt.Sprintf(nestScript, *nest)
 	}
 
 	engine := wasmtime.NewEngine() // default config: no profiler, no perfmap
