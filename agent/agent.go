@@ -33,7 +33,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,6 +75,9 @@ type Options struct {
 	Metrics *Metrics
 	// Refresh is how often /proc is scanned for new processes [200ms].
 	Refresh time.Duration
+	// Match, if set, limits the agent to processes whose executable's
+	// file name it matches.
+	Match *regexp.Regexp
 }
 
 func (o *Options) defaults() {
@@ -151,6 +156,12 @@ func Run(ctx context.Context, opt Options) error {
 	opt.Log.Info("agent started", "hz", opt.Hz, "interval", opt.Interval, "queue", opt.Queue, "exporter", senderName(opt.Sender))
 	ropt := record.Options{Hz: opt.Hz, Log: opt.Log, Tick: a.window, TickEvery: opt.Interval, Windows: true,
 		OnTrace: a.onTrace, Refresh: opt.Refresh}
+	if opt.Match != nil {
+		ropt.Only = func(pid int) bool {
+			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+			return err == nil && opt.Match.MatchString(filepath.Base(strings.TrimSuffix(exe, " (deleted)")))
+		}
+	}
 	p, st, err := record.RunAll(ctx, ropt)
 	if p != nil {
 		// The partial window since the last tick: what SIGTERM flushes.

@@ -248,9 +248,32 @@ type agentProc struct {
 	done   chan struct{}
 }
 
+// agentPrefix names the agent tests' targets (agentTarget), and the agent
+// traces only those (--match): other packages' tests run Wasmtime
+// processes at the same time (go test runs packages in parallel), which
+// would add to the agent's windows and memory.
+const agentPrefix = "e2e-agent-"
+
+// agentTarget is a copy of the test target of version, named
+// agentPrefix+"target-"+version.
+func agentTarget(t *testing.T, version string) string {
+	t.Helper()
+	src := targetBin(t, version, false)
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), agentPrefix+"target-"+version)
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
 func startAgent(t *testing.T, args ...string) *agentProc {
 	t.Helper()
-	a := &agentProc{cmd: exec.Command(wasmtraceBin, append([]string{"agent"}, args...)...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	args = append([]string{"agent", "--match", "^" + agentPrefix}, args...)
+	a := &agentProc{cmd: exec.Command(wasmtraceBin, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
 	a.cmd.Stderr = a.stderr
 	// No OTEL_* of the machine running the tests.
 	for _, kv := range os.Environ() {

@@ -27,14 +27,14 @@ func TestAgentExports(t *testing.T) {
 			if proto == "grpc" {
 				endpoint = "http://" + col.grpc
 			}
-			early := startTarget(t, targetBin(t, "v39", false), "-scenario", "chain")
+			early := startTarget(t, agentTarget(t, "v39"), "-scenario", "chain")
 			metrics := freePort(t)
 			ag := startAgent(t, "--protocol", proto, "--endpoint", endpoint, "--interval", "1s",
 				"-F", "499", "--metrics", metrics, "--host-name", "agent-e2e-host", "-v")
 			// Late: after the agent's first window.
 			waitFor(t, 20*time.Second, "the first window", func() bool { return scrape(t, metrics)["wasmtrace_windows_total"] >= 1 })
 			containerID := strings.Repeat("c0ffee", 10) + "abcd"
-			late := startInContainer(t, containerID, targetBin(t, "v37", false), "-scenario", "nested")
+			late := startInContainer(t, containerID, agentTarget(t, "v37"), "-scenario", "nested")
 
 			// Three windows in which the late process is seen.
 			waitFor(t, 30*time.Second, "three windows with the late process", func() bool {
@@ -62,8 +62,8 @@ func TestAgentExports(t *testing.T) {
 				container string
 				want      string
 			}{
-				{"v39 before the agent", early.Process.Pid, "target-v39", "39.", "", "run;chain_a;chain_b;chain_c"},
-				{"v37 after the agent, in a container", late.Process.Pid, "target-v37", "37.", containerID, "outer;outer_mid;[host];inner;inner_leaf"},
+				{"v39 before the agent", early.Process.Pid, agentPrefix + "target-v39", "39.", "", "run;chain_a;chain_b;chain_c"},
+				{"v37 after the agent, in a container", late.Process.Pid, agentPrefix + "target-v37", "37.", containerID, "outer;outer_mid;[host];inner;inner_leaf"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					stacks := map[string]int{}
@@ -133,7 +133,7 @@ func TestAgentCollectorOutage(t *testing.T) {
 	requireRoot(t)
 	const queue = 5
 	col := startCollector(t)
-	startTarget(t, targetBin(t, "v39", false), "-scenario", "chain")
+	startTarget(t, agentTarget(t, "v39"), "-scenario", "chain")
 	metrics := freePort(t)
 	ag := startAgent(t, "--endpoint", "http://"+col.http, "--interval", "1s", "--queue", fmt.Sprint(queue),
 		"--max-backoff", "1s", "--metrics", metrics)
@@ -167,12 +167,14 @@ func TestAgentCollectorOutage(t *testing.T) {
 		}
 		return false
 	})
-	queued := 0
+	// Windows, not resources: a window has one per process.
+	queuedAt := map[time.Time]bool{}
 	for _, e := range decode(t, col.received(after)) {
 		if e.start.Before(restart.Add(-time.Second)) {
-			queued++
+			queuedAt[e.start] = true
 		}
 	}
+	queued := len(queuedAt)
 	m := scrape(t, metrics)
 	ag.stop(t, 10*time.Second)
 	t.Logf("RSS %.1f MiB before the outage, peak %.1f MiB during it; %d windows queued in the outage arrived; metrics: windows %v, exported %v, dropped %v, lost %v",
@@ -227,7 +229,7 @@ func TestAgentCollectorFaults(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			target := startTarget(t, targetBin(t, "v39", false), "-scenario", "chain")
+			target := startTarget(t, agentTarget(t, "v39"), "-scenario", "chain")
 			proto, endpoint := tc.serve(t)
 			metrics := freePort(t)
 			ag := startAgent(t, "--protocol", proto, "--endpoint", endpoint, "--interval", "1s", "--queue", "3",

@@ -181,6 +181,43 @@ func TestDecodeSample(t *testing.T) {
 	}
 }
 
+// decodeInto reuses the sample's slices for the next record, but gives a
+// logged sample slices of its own (a verifier keeps it), and interns
+// thread names.
+func TestDecodeIntoReuses(t *testing.T) {
+	r := &wasmtraceWtRecord{}
+	r.S.Nframes, r.S.Nact = 3, 1
+	r.S.Pcs[0], r.S.Pcs[1], r.S.Pcs[2] = 1, 2, 3
+	copy(r.S.Comm[:], []int8{'a'})
+	comms := map[[16]int8]string{}
+	var s Sample
+	if err := decodeInto(&s, encodeRecord(t, r), comms); err != nil {
+		t.Fatal(err)
+	}
+	first := &s.PCs[0]
+	r.S.Nframes, r.S.Pcs[0], r.S.Pcs[1] = 2, 7, 8
+	copy(r.S.Comm[:], []int8{'b'})
+	if err := decodeInto(&s, encodeRecord(t, r), comms); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.PCs, []uint64{7, 8}) || s.Comm != "b" || len(s.ActStart) != 1 {
+		t.Errorf("second record decoded as %+v", s)
+	}
+	if &s.PCs[0] != first {
+		t.Error("the second record's PCs did not reuse the first's array")
+	}
+	if len(comms) != 2 {
+		t.Errorf("%d thread names interned, want 2", len(comms))
+	}
+	r.S.Flags = uint8(wasmtraceWtSampleFlagWT_SAMPLE_LOGGED)
+	if err := decodeInto(&s, encodeRecord(t, r), comms); err != nil {
+		t.Fatal(err)
+	}
+	if &s.PCs[0] == first || s.Log == nil {
+		t.Error("a logged sample shares the reused PCs")
+	}
+}
+
 func FuzzDecodeSample(f *testing.F) {
 	r := &wasmtraceWtRecord{}
 	r.S.Nframes, r.S.Nact = 2, 1

@@ -39,6 +39,8 @@ type Tracer struct {
 	links  []link.Link
 	events []int
 	rd     *ringbuf.Reader
+	rec    ringbuf.Record      // ReadInto's buffer
+	comms  map[[16]int8]string // thread names seen, interned
 
 	// The compiled-code ranges of the latest configurations, by
 	// generation, so that a logged sample can be replayed with the ranges
@@ -277,29 +279,40 @@ var ErrClosed = errors.New("tracer closed")
 // Read blocks until the next sample arrives, the deadline passes
 // (os.ErrDeadlineExceeded) or the tracer is closed (ErrClosed).
 func (t *Tracer) Read(deadline time.Time) (Sample, error) {
+	var s Sample
+	err := t.ReadInto(&s, deadline)
+	return s, err
+}
+
+// ReadInto is Read into s, reusing s's slices and the tracer's record
+// buffer: what s held before is overwritten, so a caller that keeps a
+// sample's PCs or ActStart past the next ReadInto copies them (a sample
+// with a read log has slices of its own). Not for concurrent use.
+func (t *Tracer) ReadInto(s *Sample, deadline time.Time) error {
 	t.rd.SetDeadline(deadline)
-	rec, err := t.rd.Read()
-	if err != nil {
+	if err := t.rd.ReadInto(&t.rec); err != nil {
 		if errors.Is(err, ringbuf.ErrClosed) {
-			return Sample{}, ErrClosed
+			return ErrClosed
 		}
-		return Sample{}, err
+		return err
 	}
-	s, err := decodeSample(rec.RawSample)
-	if err != nil {
-		return s, err
+	if t.comms == nil {
+		t.comms = map[[16]int8]string{}
+	}
+	if err := decodeInto(s, t.rec.RawSample, t.comms); err != nil {
+		return err
 	}
 	switch {
 	case s.Event.IsNote():
 		t.mu.Lock()
-		t.noteRecent(s)
+		t.noteRecent(*s)
 		t.mu.Unlock()
 	case s.Log != nil:
 		t.mu.Lock()
 		s.Log.Ranges = t.recentRanges(s.PID, s.Log.Gen)
 		t.mu.Unlock()
 	}
-	return s, nil
+	return nil
 }
 
 // Counters are the kernel side's totals since Open.

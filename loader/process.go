@@ -222,53 +222,91 @@ var (
 )
 
 func decodeSample(raw []byte) (Sample, error) {
+	var s Sample
+	err := decodeInto(&s, raw, nil)
+	return s, err
+}
+
+// decodeInto decodes raw into s, reusing the capacity of s's PCs and
+// ActStart (a sample with a read log gets slices of its own: a verifier
+// keeps those). comms, if not nil, interns thread names.
+func decodeInto(s *Sample, raw []byte, comms map[[16]int8]string) error {
 	if len(raw) < sampleHeaderSize {
-		return Sample{}, fmt.Errorf("short sample: %d bytes", len(raw))
+		return fmt.Errorf("short sample: %d bytes", len(raw))
 	}
 	// The record is the C struct's bytes, in the host's byte order and
-	// layout (structs.HostLayout): copy them over the Go mirror rather
-	// than decode field by field, which cost more than the rest of a
-	// sample's handling. Bytes past the record stay zero.
+	// layout (structs.HostLayout): copy the header over the Go mirror
+	// rather than decode field by field, which cost more than the rest of
+	// a sample's handling; the PCs are copied straight into s.
 	var k wasmtraceWtSample
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(&k)), unsafe.Sizeof(k)), raw)
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&k)), sampleHeaderSize), raw)
 	nf := int(k.Nframes)
 	if nf > MaxFrames || sampleHeaderSize+8*nf > len(raw) {
-		return Sample{}, fmt.Errorf("sample claims %d frames in %d bytes", nf, len(raw))
+		return fmt.Errorf("sample claims %d frames in %d bytes", nf, len(raw))
 	}
 	na := int(k.Nact)
 	if na > MaxActivations {
-		return Sample{}, fmt.Errorf("sample claims %d activations", na)
+		return fmt.Errorf("sample claims %d activations", na)
 	}
-	s := Sample{
+	logged := k.Flags&uint8(wasmtraceWtSampleFlagWT_SAMPLE_LOGGED) != 0
+	pcs, acts := s.PCs[:0], s.ActStart[:0]
+	if logged {
+		pcs, acts = nil, nil
+	}
+	// The PCs follow the header, 8-byte aligned as the ring buffer keeps
+	// every record.
+	for i := range nf {
+		pcs = append(pcs, binary.NativeEndian.Uint64(raw[sampleHeaderSize+8*i:]))
+	}
+	*s = Sample{
 		TimeNs: k.TimeNs, PID: k.Pid, TID: k.Tid, CPU: k.Cpu,
 		Where: Where(k.Where), Stop: k.Stop,
 		UserPC: k.UserPc, UserFP: k.UserFp, UserSP: k.UserSp,
 		Event: Event(k.Event), Args: k.Args,
-		PCs:      append([]uint64(nil), k.Pcs[:nf]...),
-		ActStart: append([]uint16(nil), k.ActStart[:na]...),
+		PCs:      pcs,
+		ActStart: append(acts, k.ActStart[:na]...),
 		OnFiber:  k.Flags&uint8(wasmtraceWtSampleFlagWT_SAMPLE_ON_FIBER) != 0,
 		CTS:      k.Flags&uint8(wasmtraceWtSampleFlagWT_SAMPLE_CTS) != 0,
 		// Bits of activations it does not have are not trusted.
 		Fibers:    k.FiberActs & (1<<na - 1),
 		StackEnds: k.StackEnds & (1<<na - 1),
+		Comm:      commName(k.Comm, comms),
 	}
-	var comm []byte
-	for _, c := range k.Comm {
-		if c == 0 {
-			break
-		}
-		comm = append(comm, byte(c))
-	}
-	s.Comm = string(comm)
-	if k.Flags&uint8(wasmtraceWtSampleFlagWT_SAMPLE_LOGGED) != 0 {
+	if logged {
 		log, err := decodeLog(raw)
 		if err != nil {
-			return Sample{}, err
+			return err
 		}
 		s.Log = log
 	}
-	return s, nil
+	return nil
 }
+
+// commName is a thread name's string, from comms when it has it (most
+// samples name a thread seen before), added there otherwise.
+func commName(c [16]int8, comms map[[16]int8]string) string {
+	if name, ok := comms[c]; ok {
+		return name
+	}
+	var b []byte
+	for _, ch := range c {
+		if ch == 0 {
+			break
+		}
+		b = append(b, byte(ch))
+	}
+	name := string(b)
+	if comms != nil {
+		if len(comms) >= maxComms {
+			clear(comms)
+		}
+		comms[c] = name
+	}
+	return name
+}
+
+// maxComms bounds the interned thread names.
+const maxComms = 4096
 
 // decodeLog decodes the read log that follows a whole sample.
 func decodeLog(raw []byte) (*ReadLog, error) {

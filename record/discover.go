@@ -18,12 +18,13 @@ type discovery struct {
 	self    int
 	verdict map[exeID]bool // does this executable link Wasmtime?
 	failed  map[int]bool   // Wasmtime processes that could not be prepared
+	only    func(pid int) bool // nil: every process (Options.Only)
 }
 
 type exeID struct{ dev, ino uint64 }
 
-func newDiscovery(log *slog.Logger) *discovery {
-	return &discovery{log: log, self: os.Getpid(), verdict: map[exeID]bool{}, failed: map[int]bool{}}
+func newDiscovery(log *slog.Logger, only func(pid int) bool) *discovery {
+	return &discovery{log: log, self: os.Getpid(), verdict: map[exeID]bool{}, failed: map[int]bool{}, only: only}
 }
 
 // scan returns the Wasmtime processes that are not yet traced.
@@ -36,7 +37,7 @@ func (d *discovery) scan(traced func(pid int) bool) []*Target {
 	var out []*Target
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == d.self || traced(pid) || d.failed[pid] {
+		if err != nil || pid == d.self || traced(pid) || d.failed[pid] || (d.only != nil && !d.only(pid)) {
 			continue
 		}
 		var st syscall.Stat_t

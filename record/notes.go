@@ -50,6 +50,7 @@ func (c *CodeNotes) Note(t *Target, s loader.Sample) {
 	switch s.Event {
 	case loader.EventCode:
 		t.Syms.Forget(lo, hi)
+		s.PCs, s.ActStart = nil, nil // a note has none; s's may be reused (loader.Tracer.ReadInto)
 		c.pending = append(c.pending, s)
 		c.lastNs = s.TimeNs
 	case loader.EventUnmap:

@@ -50,6 +50,9 @@ type Options struct {
 	// OnTrace, if set, is called from the recording goroutine with each
 	// process as it starts being traced.
 	OnTrace func(t *Target)
+	// Only, if set, limits All to the processes it accepts (it is asked
+	// before a process is examined, at each scan of /proc).
+	Only func(pid int) bool
 	// MaxStacks, when positive, bounds the distinct stacks the profile
 	// keeps (profile.Profile.MaxStacks): the rarest are folded into their
 	// callers.
@@ -243,7 +246,14 @@ type tracked struct {
 	ranges [][2]uint64
 	b      stackBuilder
 	notes  CodeNotes
+	// rescanned is when its modules were last rescanned.
+	rescanned time.Time
 }
+
+// notedRescan is how often a process whose modules code notes announce is
+// rescanned all the same, for what a note may have missed (a note lost to
+// a full ring buffer, a module published before the kernel attached).
+const notedRescan = 2 * time.Second
 
 func newSession(opt Options) (*session, error) {
 	if opt.Log == nil {
@@ -278,7 +288,7 @@ func newSession(opt Options) (*session, error) {
 	s.p.Hz = opt.Hz
 	s.p.MaxStacks = opt.MaxStacks
 	if opt.All {
-		s.disc = newDiscovery(opt.Log)
+		s.disc = newDiscovery(opt.Log, opt.Only)
 	}
 	return s, nil
 }
@@ -324,6 +334,13 @@ func (s *session) refresh(start time.Time) error {
 			s.opt.Log.Debug("process exited", "pid", pid)
 			continue
 		}
+		// With code notes, which announce every module, a rescan only
+		// catches what they missed: rarely (notedRescan), not every
+		// refresh. It was most of a recording's fixed cost.
+		if k.notes.Mapped != nil && time.Since(k.rescanned) < notedRescan && k.t.Stacks.TCBBlock != 0 {
+			continue
+		}
+		k.rescanned = time.Now()
 		covered, err := k.notes.Rescan(k.t, s.opt.Log)
 		if err != nil {
 			s.opt.Log.Debug("rescan modules", "pid", pid, "err", err)
@@ -397,6 +414,7 @@ func (s *session) run(ctx context.Context) (*profile.Profile, *Stats, error) {
 		end = start.Add(s.opt.Duration)
 	}
 	nextRefresh := start.Add(s.opt.Refresh)
+	var smp loader.Sample
 	nextTick := start.Add(s.opt.TickEvery)
 	var runErr error
 	for runErr == nil {
@@ -421,7 +439,8 @@ func (s *session) run(ctx context.Context) (*profile.Profile, *Stats, error) {
 		if !end.IsZero() && end.Before(deadline) {
 			deadline = end
 		}
-		smp, err := s.tr.Read(deadline)
+		// One Sample for all: handle keeps nothing of it (ReadInto).
+		err := s.tr.ReadInto(&smp, deadline)
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 		case err != nil:
@@ -439,11 +458,7 @@ func (s *session) run(ctx context.Context) (*profile.Profile, *Stats, error) {
 	for pid := range s.targets {
 		_ = s.tr.RemoveProcess(int(pid))
 	}
-	for {
-		smp, err := s.tr.Read(time.Now().Add(50 * time.Millisecond))
-		if err != nil {
-			break
-		}
+	for s.tr.ReadInto(&smp, time.Now().Add(50*time.Millisecond)) == nil {
 		s.handle(smp)
 	}
 	s.p.Duration = time.Since(s.since)

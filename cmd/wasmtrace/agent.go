@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -70,6 +71,7 @@ func cmdAgent(args []string, stdout, stderr io.Writer) error {
 	maxBackoff := fs.Duration("max-backoff", 10*time.Second, "longest wait between two tries of a window (from 1s, doubling)")
 	flushTimeout := fs.Duration("flush-timeout", 5*time.Second, "on SIGTERM, give the last export at most `DURATION`")
 	host := fs.String("host-name", "", "host.name of the profiles (default: this host's name)")
+	match := fs.String("match", "", "trace only processes whose executable's file name matches `REGEX` (default: every Wasmtime process)")
 	verbose := fs.Bool("v", false, "log every window and export (debug level)")
 	logJSON := fs.Bool("log-json", false, "log in JSON instead of text")
 	fs.Usage = func() {
@@ -97,6 +99,14 @@ func cmdAgent(args []string, stdout, stderr io.Writer) error {
 
 	opt := agent.Options{Hz: *hz, Interval: interval, Queue: *queue, OutDir: *outDir, MetricsAddr: *metrics,
 		FlushTimeout: *flushTimeout, MaxBackoff: *maxBackoff, Version: version, Log: agentLogger(stderr, *verbose, *logJSON)}
+	if *match != "" {
+		re, err := regexp.Compile(*match)
+		if err != nil {
+			fmt.Fprintf(stderr, "wasmtrace agent: --match %q is not a regular expression: %v\n", *match, err)
+			return errUsage
+		}
+		opt.Match = re
+	}
 	if !*noExport {
 		cfg, err := export.ConfigFromEnv(os.Getenv)
 		if err != nil {
