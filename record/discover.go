@@ -16,8 +16,8 @@ import (
 type discovery struct {
 	log     *slog.Logger
 	self    int
-	verdict map[exeID]bool // does this executable link Wasmtime?
-	failed  map[int]bool   // Wasmtime processes that could not be prepared
+	verdict map[exeID]bool     // does this executable link Wasmtime?
+	failed  map[int]bool       // Wasmtime processes that could not be prepared
 	only    func(pid int) bool // nil: every process (Options.Only)
 }
 
