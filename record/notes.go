@@ -29,8 +29,8 @@ import (
 // Notes come in bursts (a host compiling many modules at start-up): the
 // code notes of a burst are applied together, before the next sample.
 //
-// Not proven: a variant that applied notes sooner (cmd/wtexp/wip, not
-// landed) once named 2 samples of e2e/churn_test.go with the module
+// Not proven: a variant that applied notes sooner (not landed; issue 12
+// notes) once named 2 samples of e2e/churn_test.go with the module
 // compiled after theirs at the same address, so some ordering this
 // reasoning misses may exist; this code has not shown it (about ten runs
 // and CI).
